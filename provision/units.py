@@ -1,0 +1,53 @@
+"""Durations (`2s`, `1m30s`, `500ms`) and sizes (`256m`, `1g`, `512MiB`), parsed the way docker reads them."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+_SIZE_RE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?", re.IGNORECASE)
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from `2s`, `1m`, `1m30s`, `500ms`, or a bare number of seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration like 2s, 1m or 500ms")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError("a duration cannot be negative")
+        return float(value)
+    if not isinstance(value, str):
+        raise ValueError("expected a duration like 2s, 1m or 500ms")
+    text = value.strip().lower()
+    pos, total = 0, 0.0
+    for match in _DURATION_PART.finditer(text):
+        if match.start() != pos:
+            break
+        total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        pos = match.end()
+    if not text or pos != len(text):
+        raise ValueError(f"{value!r} is not a duration; expected e.g. 2s, 1m, 1m30s or 500ms")
+    return total
+
+
+def parse_size(value: Any) -> int:
+    """Bytes from `256m`, `1g`, `512k`, `1.5GiB` or a bare number of bytes (docker's units, powers of 1024)."""
+    if isinstance(value, bool):
+        raise ValueError("expected a size like 256m or 1g")
+    if isinstance(value, int):
+        if value <= 0:
+            raise ValueError("a size must be positive")
+        return value
+    if not isinstance(value, str):
+        raise ValueError("expected a size like 256m or 1g")
+    match = _SIZE_RE.fullmatch(value.strip())
+    if not match:
+        raise ValueError(f"{value!r} is not a size; expected e.g. 256m, 1g or 512k")
+    amount = float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
+    if amount < 1:
+        raise ValueError(f"{value!r} is too small")
+    return int(amount)
+
