@@ -1,0 +1,300 @@
+"""Build contexts: `.dockerignore` matching, a content hash, and the tar stream sent to the engine.
+
+The content hash covers exactly what decides the image: the Dockerfile text, every file of the context that
+`.dockerignore` lets through (its path, type, permission bits and contents — not its mtime or owner), and the
+build args. Two machines with the same checkout therefore compute the same hash, and the host is asked to
+build only when no image carries it (`dockyard.build-hash` label, tag `<project>/<app>:<hash12>`).
+
+`.dockerignore` follows docker's rules (moby/patternmatcher, as used by the docker CLI):
+- one pattern per line; `#` lines and blank lines are ignored; surrounding whitespace is trimmed;
+- patterns are cleaned like Go's `filepath.Clean` and a leading `/` is dropped (paths are context-relative);
+- `*` matches any run of non-`/` characters, `?` one non-`/` character, `[...]` a class, `\\` escapes;
+- `**` matches any number of directories (including none); a trailing `**` matches everything below;
+- a pattern that matches a directory excludes everything beneath it;
+- `!pattern` re-includes; the last matching line wins;
+- the Dockerfile and `.dockerignore` are always sent, even when a pattern excludes them (as the CLI does).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import posixpath
+import re
+import stat
+import tarfile
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from provision.errors import InputError
+
+# Where the rendered Dockerfile of a template app is placed inside the context sent to the engine. A file
+# of the user's with that path is replaced (it cannot be both).
+INJECTED_DOCKERFILE = ".dockyard.Dockerfile"
+HASH_LABEL = "dockyard.build-hash"
+_CHUNK = 1 << 16
+
+
+def clean_pattern(pattern: str) -> str:
+    """Go's filepath.Clean on a pattern, without a leading `/` (docker's ReadAll does the same)."""
+    cleaned = posixpath.normpath(pattern)
+    if cleaned.startswith("//"):  # posixpath keeps a leading '//'
+        cleaned = "/" + cleaned.lstrip("/")
+    cleaned = cleaned.lstrip("/")
+    return cleaned or "."
+
+
+@dataclass(frozen=True)
+class Pattern:
+    text: str
+    exclusion: bool
+    regex: re.Pattern[str]
+
+    def match(self, path: str) -> bool:
+        return self.regex.fullmatch(path) is not None
+
+
+def compile_pattern(text: str) -> Pattern:
+    exclusion = text.startswith("!")
+    if exclusion:
+        text = text[1:].strip()
+    if not text:
+        raise ValueError("illegal exclusion pattern: \"!\"")
+    text = clean_pattern(text)
+    out: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch == "*":
+            if i + 1 < n and text[i + 1] == "*":
+                i += 2
+                if i < n and text[i] == "/":
+                    i += 1
+                if i >= n:
+                    out.append(".*")  # "**" at the end matches everything below (gitignore-style)
+                else:
+                    out.append("(.*/)?")
+                continue
+            out.append("[^/]*")
+        elif ch == "?":
+            out.append("[^/]")
+        elif ch == "\\":
+            if i + 1 < n:
+                i += 1
+                out.append(re.escape(text[i]))
+            else:
+                out.append(re.escape("\\"))
+        elif ch == "[":
+            end = _class_end(text, i)
+            if end < 0:
+                raise ValueError(f"bad .dockerignore pattern {text!r}: unterminated '['")
+            out.append(text[i:end + 1])  # a class passes through, as in patternmatcher ([^a] negates)
+            i = end
+        else:
+            out.append(re.escape(ch))
+        i += 1
+    regex = re.compile("".join(out), re.DOTALL)
+    return Pattern(text=("!" if exclusion else "") + text, exclusion=exclusion, regex=regex)
+
+
+def _class_end(text: str, start: int) -> int:
+    j = start + 1
+    if j < len(text) and text[j] == "^":
+        j += 1
+    if j < len(text) and text[j] == "]":
+        j += 1
+    while j < len(text):
+        if text[j] == "\\":
+            j += 2
+            continue
+        if text[j] == "]":
+            return j
+        j += 1
+    return -1
+
+
+def parse_dockerignore(text: str) -> list[Pattern]:
+    patterns = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        patterns.append(compile_pattern(line))
+    return patterns
+
+
+class Matcher:
+    """Docker's MatchesOrParentMatches: last matching pattern wins; a pattern matching a parent dir counts."""
+
+    def __init__(self, patterns: Iterable[Pattern]) -> None:
+        self.patterns = list(patterns)
+        self.has_exclusions = any(p.exclusion for p in self.patterns)
+
+    def excluded(self, path: str) -> bool:
+        parts = path.split("/")
+        parents = ["/".join(parts[:i + 1]) for i in range(len(parts) - 1)]
+        matched = False
+        for pattern in self.patterns:
+            if pattern.exclusion != matched:
+                continue  # an include cannot change an unmatched path, nor an exclude a matched one
+            hit = pattern.match(path) or any(pattern.match(parent) for parent in parents)
+            if hit:
+                matched = not pattern.exclusion
+        return matched
+
+
+@dataclass(frozen=True)
+class ContextEntry:
+    path: str  # context-relative, "/"-separated
+    kind: str  # "file" | "dir" | "symlink"
+    mode: int  # permission bits
+    source: Path | None = None  # the local file (files); None for injected content and dirs
+    link: str = ""  # symlink target
+    content: bytes | None = field(default=None, repr=False)  # injected content (the rendered Dockerfile)
+    digest: str = ""  # sha256 of the contents (files)
+
+
+@dataclass
+class BuildContext:
+    """A build context ready to hash and send: the entries docker would send plus the Dockerfile to use."""
+
+    root: Path
+    dockerfile_path: str  # inside the context, as the engine's `dockerfile` parameter
+    dockerfile_text: str
+    build_args: dict[str, str]
+    entries: list[ContextEntry]
+    content_hash: str
+
+    @property
+    def hash12(self) -> str:
+        return self.content_hash[:12]
+
+    @property
+    def files(self) -> list[str]:
+        return [e.path for e in self.entries if e.kind != "dir"]
+
+    def tar(self) -> IO[bytes]:
+        """The context as an uncompressed tar, spooled to disk past 32 MiB, rewound for reading."""
+        buf: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=32 << 20)  # noqa: SIM115 - returned open
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            for entry in self.entries:
+                info = tarfile.TarInfo(entry.path)
+                info.mode = entry.mode
+                info.mtime = 0
+                info.uid = info.gid = 0
+                info.uname = info.gname = ""
+                if entry.kind == "dir":
+                    info.type = tarfile.DIRTYPE
+                    tar.addfile(info)
+                elif entry.kind == "symlink":
+                    info.type = tarfile.SYMTYPE
+                    info.linkname = entry.link
+                    tar.addfile(info)
+                elif entry.content is not None:
+                    info.size = len(entry.content)
+                    tar.addfile(info, io.BytesIO(entry.content))
+                else:
+                    assert entry.source is not None
+                    with open(entry.source, "rb") as fh:
+                        info.size = os.fstat(fh.fileno()).st_size
+                        tar.addfile(info, fh)
+        buf.seek(0)
+        return buf
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def walk_context(root: Path, matcher: Matcher, always: Iterable[str] = ()) -> Iterator[ContextEntry]:
+    """Entries of `root` that `.dockerignore` lets through, sorted by path (deterministic)."""
+    always_set = set(always)
+
+    def visit(rel_dir: str, abs_dir: Path) -> Iterator[ContextEntry]:
+        try:
+            names = sorted(os.listdir(abs_dir))
+        except OSError as exc:
+            raise InputError.single(f"cannot read build context directory {abs_dir}: {exc}") from None
+        for name in names:
+            rel = f"{rel_dir}/{name}" if rel_dir else name
+            full = abs_dir / name
+            st = os.lstat(full)
+            excluded = matcher.excluded(rel) and rel not in always_set
+            if stat.S_ISDIR(st.st_mode):
+                if excluded and not matcher.has_exclusions:
+                    continue  # nothing below can be re-included: skip the whole tree (as docker does)
+                if not excluded:
+                    yield ContextEntry(rel, "dir", stat.S_IMODE(st.st_mode))
+                yield from visit(rel, full)
+                continue
+            if excluded:
+                continue
+            if stat.S_ISLNK(st.st_mode):
+                yield ContextEntry(rel, "symlink", stat.S_IMODE(st.st_mode), link=os.readlink(full))
+            elif stat.S_ISREG(st.st_mode):
+                yield ContextEntry(rel, "file", stat.S_IMODE(st.st_mode), source=full,
+                                   digest=_file_digest(full))
+            # sockets, fifos and devices are not sent (docker errors on some; we ignore them)
+
+    yield from visit("", root)
+
+
+def content_hash(dockerfile_text: str, entries: Iterable[ContextEntry], build_args: Mapping[str, str]) -> str:
+    h = hashlib.sha256()
+    h.update(b"dockyard-build-v1\0dockerfile\0")
+    h.update(dockerfile_text.encode())
+    h.update(b"\0context\0")
+    for e in entries:
+        payload = e.digest if e.kind == "file" else e.link
+        h.update(f"{e.kind}\0{e.path}\0{e.mode:o}\0{payload}\0".encode())
+    h.update(b"args\0")
+    for key in sorted(build_args):
+        h.update(f"{key}\0{build_args[key]}\0".encode())
+    return h.hexdigest()
+
+
+def assemble(root: Path, dockerfile_text: str, build_args: Mapping[str, str] | None = None,
+             dockerfile_path: str | None = None) -> BuildContext:
+    """Assemble the context of `root`.
+
+    `dockerfile_path` is given for apps with their own `dockerfile:` (a path inside the context; always sent);
+    template apps pass None and the rendered text is injected at INJECTED_DOCKERFILE.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError.single(f"build context {root} is not a directory")
+    ignore_file = root / ".dockerignore"
+    try:
+        patterns = parse_dockerignore(ignore_file.read_text()) if ignore_file.is_file() else []
+    except ValueError as exc:
+        raise InputError.single(str(exc), file=ignore_file) from None
+    args = {k: str(v) for k, v in (build_args or {}).items()}
+    always = {".dockerignore"}
+    if dockerfile_path is not None:
+        always.add(posixpath.normpath(dockerfile_path))
+        entries = list(walk_context(root, Matcher(patterns), always))
+        path = posixpath.normpath(dockerfile_path)
+        if not any(e.path == path for e in entries):
+            raise InputError.single(f"dockerfile {dockerfile_path!r} not found in build context {root}")
+    else:
+        path = INJECTED_DOCKERFILE
+        entries = [e for e in walk_context(root, Matcher(patterns), always) if e.path != path]
+        data = dockerfile_text.encode()
+        entries.append(ContextEntry(path, "file", 0o644, content=data,
+                                    digest=hashlib.sha256(data).hexdigest()))
+        entries.sort(key=lambda e: e.path)
+    digest = content_hash(dockerfile_text, entries, args)
+    return BuildContext(root=root, dockerfile_path=path, dockerfile_text=dockerfile_text, build_args=args,
+                        entries=entries, content_hash=digest)
+
+
+def image_tag(project: str, app: str, content_hash: str) -> str:
+    return f"{project}/{app}:{content_hash[:12]}"
