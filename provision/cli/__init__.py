@@ -1,0 +1,35 @@
+"""dockyard's command line: one Invoke collection, loaded by `tasks.py` (so `invoke deploy -e staging`) and
+by the `dockyard` console script (an invoke Program, so `dockyard deploy -e staging` is the same thing)."""
+
+from __future__ import annotations
+
+from invoke import Collection, Program
+from invoke.config import Config
+
+from provision import __version__
+from provision.cli import inspect
+from provision.cli.common import DEFAULTS
+
+namespace = Collection()
+for _module in (inspect,):
+    for _name in getattr(_module, "__all__", ()):
+        namespace.add_task(getattr(_module, _name))
+namespace.configure({"dockyard": dict(DEFAULTS)})
+
+
+class DockyardConfig(Config):
+    """The `dockyard` program reads dockyard.yaml and DOCKYARD_* where invoke reads invoke.yaml/INVOKE_*.
+
+    Tasks also honour DOCKYARD_* under `invoke` (see provision.cli.common), so both entry points agree.
+    """
+
+    prefix = "dockyard"
+    env_prefix = "DOCKYARD"
+
+
+program = Program(namespace=namespace, version=__version__, name="dockyard", binary="dockyard",
+                  config_class=DockyardConfig)
+
+
+def main() -> None:
+    program.run()

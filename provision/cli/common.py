@@ -1,0 +1,127 @@
+"""What every dockyard task shares: options, config layering, playbook loading, exit codes.
+
+Config layering follows Invoke: the collection's defaults < invoke.yaml (or dockyard.yaml for the `dockyard`
+program) < `INVOKE_DOCKYARD_*` / `DOCKYARD_*` environment variables < command-line flags.
+
+Every task takes the common options first, in this order, so Invoke gives them the same short flags
+everywhere: `-e/--env NAME`, `-p/--playbook PATH`, `-j/--json`, `-v/--verbose`.
+"""
+
+from __future__ import annotations
+
+import functools
+import json as jsonlib
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from invoke.context import Context
+from invoke.exceptions import Exit
+
+from provision.errors import EXIT_FAILED, DockyardError, InputError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULTS: dict[str, Any] = {
+    "env": None,  # default environment when -e is not given
+    "playbook": None,
+    "root": ".",  # the project directory holding playbooks/ (and templates/)
+    "json": False,
+    "verbose": False,
+}
+
+COMMON_HELP = {
+    "env": "environment NAME: uses playbooks/NAME.yml",
+    "playbook": "path of a playbook file (overrides --env)",
+    "json": "print one JSON document on stdout (progress and messages go to stderr)",
+    "verbose": "show commands, build logs and details",
+}
+
+
+@dataclass(frozen=True)
+class Options:
+    env: str | None
+    playbook: str | None
+    json: bool
+    verbose: bool
+    root: Path
+
+
+def _layer(ctx: Context, name: str, flag: Any) -> Any:
+    """flag > DOCKYARD_<NAME> env > invoke config (files, INVOKE_DOCKYARD_<NAME>) > default."""
+    if flag not in (None, False):
+        return flag
+    env_value = os.environ.get(f"DOCKYARD_{name.upper()}")
+    if env_value is not None and env_value != "":
+        if isinstance(DEFAULTS[name], bool):
+            return env_value.strip().lower() in ("1", "true", "yes", "on")
+        return env_value
+    section = ctx.config.get("dockyard", {}) if hasattr(ctx, "config") else {}
+    value = section.get(name, DEFAULTS[name]) if hasattr(section, "get") else DEFAULTS[name]
+    return flag if value is None else value
+
+
+def options(ctx: Context, env: str | None = None, playbook: str | None = None, json: bool = False,
+            verbose: bool = False) -> Options:
+    return Options(
+        env=_layer(ctx, "env", env),
+        playbook=_layer(ctx, "playbook", playbook),
+        json=bool(_layer(ctx, "json", json)),
+        verbose=bool(_layer(ctx, "verbose", verbose)),
+        root=Path(_layer(ctx, "root", None)).expanduser().resolve(),
+    )
+
+
+def load(opts: Options):  # -> Playbook (imported lazily: keeps `dockyard --help` fast)
+    from provision.playbook import load_playbook, resolve_playbook
+
+    return load_playbook(resolve_playbook(opts.env, opts.playbook, opts.root))
+
+
+def emit_json(document: Any) -> None:
+    sys.stdout.write(jsonlib.dumps(document, indent=2, sort_keys=True, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def _report_error(exc: DockyardError, as_json: bool) -> None:
+    if as_json:
+        if isinstance(exc, InputError):
+            errors = [{"message": p.message, "file": str(p.file) if p.file else None,
+                       "key_path": p.key_path, "line": p.line} for p in exc.problems]
+        else:
+            errors = [{"message": str(exc)}]
+        emit_json({"ok": False, "exit_code": exc.exit_code, "errors": errors})
+    kind = "invalid input" if isinstance(exc, InputError) else "failed"
+    lines = str(exc).splitlines() or [exc.__class__.__name__]
+    for line in lines:
+        print(f"dockyard: {kind}: {line}", file=sys.stderr)
+
+
+def handles_errors(func: F) -> F:
+    """Turn dockyard's errors into one readable message and the documented exit code (no traceback)."""
+
+    @functools.wraps(func)
+    def wrapper(ctx: Context, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(ctx, *args, **kwargs)
+        except DockyardError as exc:
+            _report_error(exc, bool(kwargs.get("json")))
+            raise Exit(code=exc.exit_code) from None
+        except KeyboardInterrupt:
+            print("dockyard: interrupted", file=sys.stderr)
+            raise Exit(code=EXIT_FAILED) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def dockyard_task(*, help: dict[str, str] | None = None, **task_kwargs: Any) -> Callable[[F], Any]:
+    """`@invoke.task` with the common options' help and dockyard's error handling."""
+    from invoke import task
+
+    def decorate(func: F) -> Any:
+        return task(help={**COMMON_HELP, **(help or {})}, **task_kwargs)(handles_errors(func))
+
+    return decorate
