@@ -1,0 +1,37 @@
+"""Where a host comes from. Each provider module exposes the same three functions, so the CLI's
+provision/teardown/recreate/up and every SSH-using command dispatch on `playbook.provider` in one place.
+
+    ensure_host(playbook, *, check: bool, resize: bool, reporter) -> HostInfo   # create/start; idempotent
+    find_host(playbook) -> HostInfo | None                                      # read-only lookup
+    destroy_host(playbook, *, check: bool, reporter) -> list[Change]            # teardown; idempotent
+
+`HostInfo.ssh_address`/`ssh_port` are what dockyard dials (playbook `ssh.host`/`ssh.port` already applied).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class HostInfo:
+    provider: str  # aws | local | existing
+    host_id: str  # instance id, container id, or the address for `existing`
+    state: str  # running | stopped | pending | …
+    ssh_address: str
+    ssh_port: int
+    ssh_user: str
+    public_address: str | None = None
+    private_address: str | None = None
+    # For `local`: the 127.0.0.1 ports the apps' published ports are mapped to (container port → host port).
+    published: dict[int, int] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)  # provider-specific details for --json
+
+
+def existing_host(playbook: Any) -> HostInfo:
+    """`provider: existing`: the host is just an address (ssh.host overrides what is dialled)."""
+    address = playbook.host.address
+    return HostInfo(provider="existing", host_id=address, state="running",
+                    ssh_address=playbook.ssh.host or address, ssh_port=playbook.ssh.port,
+                    ssh_user=playbook.ssh_user, public_address=address)
