@@ -1,0 +1,462 @@
+"""One SSH connection per host (Fabric), with the Docker SDK riding on the same connection.
+
+Contract (setup and deploy code against these names):
+
+- `SshTarget(host, port, user, key_file, known_hosts, jump, connect_timeout)`;
+  `SshTarget.from_playbook(playbook, address)` takes `ssh.*` from the playbook (`ssh.host` overrides
+  `address`).
+- `Remote(target)`: one `fabric.Connection`, opened lazily (or with `open()`), usable as a context manager.
+  - `run(argv, *, sudo=False, stdin=None, check=True, timeout=None) -> RunResult(exit_code, stdout, stderr)`:
+    argv is quoted once here (`shlex.join`); `sudo=True` prefixes `sudo -n --` unless the user is root.
+    A non-zero exit with `check=True` raises `StepFailed` carrying the stderr tail. stdin (bytes) is never
+    shown.
+  - `run_script(script, *, sudo=False, check=True, timeout=None)`: a POSIX sh script sent on stdin to `sh -s`
+    (the batched fact-gathering command: one round trip).
+  - `put_file(path, content, mode=0o644, owner=None, sudo=False)`: atomic (temp file in the same directory,
+    then rename); SFTP when no privilege is needed, otherwise streamed on stdin to
+    `sudo sh -c 'cat > tmp; chmod; mv'`.
+    The content never appears in argv.
+  - `reconnect()`: a new SSH session (e.g. after the user joined the docker group); the Docker client is
+    renewed.
+  - `docker() -> docker.DockerClient`: HTTP over `docker system dial-stdio` channels opened on this same
+    paramiko Transport (no second SSH connection, no TCP listener on the host).
+  - `close()`.
+- Host keys: trust on first use into `known_hosts` (its directory is created), strict afterwards; a changed
+  key raises `StepFailed` naming the file and line and the `ssh-keygen -R` command that clears it.
+- TCP_NODELAY is set on the socket (paramiko leaves Nagle on: ~45 ms per round trip otherwise).
+- Connection errors (auth failure, refused, timeout, unknown host) become `StepFailed` with one readable line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shlex
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+import paramiko
+from fabric import Config, Connection
+
+from provision.errors import StepFailed
+
+if TYPE_CHECKING:
+    import docker
+
+    from provision.spec import Playbook
+
+STDERR_TAIL = 800  # characters of stderr carried by a failure message
+
+
+@dataclass(frozen=True)
+class SshTarget:
+    host: str
+    port: int = 22
+    user: str = "root"
+    key_file: Path | None = None
+    known_hosts: Path = Path("known_hosts")
+    jump: str | None = None  # "user@host:port"
+    connect_timeout: float = 10.0
+
+    @classmethod
+    def from_playbook(cls, playbook: Playbook, address: str | None) -> SshTarget:
+        host = playbook.ssh.host or address
+        if not host:
+            raise StepFailed("no address to connect to: the host has none yet and ssh.host is not set")
+        return cls(host=host, port=playbook.ssh.port, user=playbook.ssh_user, key_file=playbook.key_file,
+                   known_hosts=playbook.known_hosts_file, jump=playbook.ssh.jump,
+                   connect_timeout=playbook.ssh.connect_timeout)
+
+    @property
+    def label(self) -> str:
+        return f"{self.user}@{self.host}:{self.port}"
+
+    @property
+    def known_hosts_name(self) -> str:
+        """How the host is written in known_hosts (OpenSSH's convention)."""
+        return self.host if self.port == 22 else f"[{self.host}]:{self.port}"
+
+
+@dataclass(frozen=True)
+class RunResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+
+def tail(text: str, limit: int = STDERR_TAIL) -> str:
+    text = text.strip()
+    return text if len(text) <= limit else "…" + text[-limit:]
+
+
+def command_line(argv: Sequence[str], *, sudo: bool, user: str) -> str:
+    """The one place argv becomes a shell string."""
+    line = shlex.join(list(argv))
+    if sudo and user != "root":
+        line = "sudo -n -- " + line
+    return line
+
+
+# --- host keys -------------------------------------------------------------------------------------------
+
+
+class _TrustOnFirstUse(paramiko.MissingHostKeyPolicy):
+    """Unknown host → remember its key in our known_hosts file. A *changed* key never reaches this policy:
+    paramiko raises BadHostKeyException first (strict afterwards)."""
+
+    def __init__(self, path: Path, name: str) -> None:
+        self.path = path
+        self.name = name
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        line = f"{self.name} {key.get_name()} {key.get_base64()}\n"
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write(line)
+        client.get_host_keys().add(hostname, key.get_name(), key)
+
+
+def _known_hosts_line(path: Path, name: str) -> int | None:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None
+    for number, line in enumerate(lines, 1):
+        fields = line.split()
+        if fields and name in fields[0].split(","):
+            return number
+    return None
+
+
+def _prepare_client(conn: Connection, known_hosts: Path, name: str) -> None:
+    client = conn.client
+    keys = client.get_host_keys()
+    if known_hosts.exists():
+        try:
+            keys.load(str(known_hosts))
+        except (OSError, paramiko.SSHException) as exc:
+            raise StepFailed(f"cannot read known_hosts file {known_hosts}: {exc}") from None
+    client.set_missing_host_key_policy(_TrustOnFirstUse(known_hosts, name))
+
+
+def _nodelay(transport: paramiko.Transport | None) -> None:
+    sock = getattr(transport, "sock", None)
+    if isinstance(sock, socket.socket):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def _parse_jump(jump: str) -> tuple[str | None, str, int]:
+    user, _, hostport = jump.rpartition("@")
+    host, port = hostport, 22
+    if hostport.count(":") == 1:
+        host, p = hostport.split(":")
+        port = int(p)
+    return (user or None), host.strip("[]"), port
+
+
+# --- the connection ----------------------------------------------------------------------------------------
+
+
+class Remote:
+    """One SSH connection to one host; see the module docstring for the contract."""
+
+    def __init__(self, target: SshTarget) -> None:
+        self.target = target
+        self.conn: Connection | None = None
+        self._gateway: Connection | None = None
+        self._sftp: paramiko.SFTPClient | None = None
+        self._docker: docker.DockerClient | None = None
+        self._lock = threading.RLock()
+        self.connections_opened = 0  # how many SSH sessions this Remote made (1 + reconnects)
+
+    # lifecycle
+    def __enter__(self) -> Remote:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def user(self) -> str:
+        return self.target.user
+
+    @property
+    def transport(self) -> paramiko.Transport:
+        self.open()
+        assert self.conn is not None
+        transport = self.conn.client.get_transport()
+        if transport is None or not transport.is_active():
+            raise StepFailed(f"ssh {self.target.label}: the connection was closed")
+        return transport
+
+    def _connection(self, host: str, port: int, user: str | None, gateway: Connection | None) -> Connection:
+        t = self.target
+        kwargs: dict[str, Any] = {"banner_timeout": max(t.connect_timeout, 15.0),
+                                  "auth_timeout": max(t.connect_timeout, 15.0)}
+        if t.key_file is not None and t.key_file.exists():
+            kwargs.update(key_filename=str(t.key_file), look_for_keys=False, allow_agent=False)
+        config = Config(overrides={"load_ssh_configs": False})
+        conn = Connection(host, user=user or t.user, port=port,
+                          connect_timeout=max(1, round(t.connect_timeout)), connect_kwargs=kwargs,
+                          gateway=gateway if gateway is not None else False,
+                          config=config)
+        name = host if port == 22 else f"[{host}]:{port}"
+        _prepare_client(conn, t.known_hosts, name)
+        return conn
+
+    def open(self) -> Remote:
+        with self._lock:
+            if self.conn is not None and self.conn.is_connected:
+                return self
+            t = self.target
+            if t.key_file is not None and not t.key_file.exists():
+                raise StepFailed(f"ssh {t.label}: key file {t.key_file} does not exist")
+            gateway = None
+            if t.jump:
+                juser, jhost, jport = _parse_jump(t.jump)
+                gateway = self._connection(jhost, jport, juser, None)
+                self._gateway = gateway
+            conn = self._connection(t.host, t.port, None, gateway)
+            try:
+                conn.open()
+            except Exception as exc:
+                with contextlib.suppress(Exception):
+                    conn.close()
+                raise self._connect_error(exc) from None
+            _nodelay(conn.client.get_transport())
+            if gateway is not None:
+                _nodelay(gateway.client.get_transport())
+            self.conn = conn
+            self.connections_opened += 1
+            return self
+
+    def _connect_error(self, exc: Exception) -> StepFailed:
+        t = self.target
+        where = f"ssh {t.label}"
+        if isinstance(exc, paramiko.BadHostKeyException):
+            line = _known_hosts_line(t.known_hosts, t.known_hosts_name)
+            at = f"{t.known_hosts}:{line}" if line else str(t.known_hosts)
+            return StepFailed(
+                f"{where}: the host key changed (remembered in {at}); if the host was rebuilt, clear it with "
+                f"ssh-keygen -R '{t.known_hosts_name}' -f {t.known_hosts}")
+        if isinstance(exc, paramiko.AuthenticationException):
+            return StepFailed(f"{where}: authentication failed (key {t.key_file})")
+        if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError | ConnectionRefusedError):
+            return StepFailed(f"{where}: connection refused")
+        if isinstance(exc, socket.timeout | TimeoutError):
+            return StepFailed(f"{where}: timed out after {t.connect_timeout:g}s")
+        if isinstance(exc, socket.gaierror):
+            return StepFailed(f"{where}: unknown host ({exc.strerror})")
+        if isinstance(exc, StepFailed):
+            return exc
+        return StepFailed(f"{where}: {type(exc).__name__}: {exc}".rstrip(": "))
+
+    def close(self) -> None:
+        with self._lock:
+            if self._docker is not None:
+                with contextlib.suppress(Exception):
+                    self._docker.close()
+                self._docker = None
+            if self._sftp is not None:
+                with contextlib.suppress(Exception):
+                    self._sftp.close()
+                self._sftp = None
+            if self.conn is not None:
+                with contextlib.suppress(Exception):
+                    self.conn.close()
+                self.conn = None
+            if self._gateway is not None:
+                with contextlib.suppress(Exception):
+                    self._gateway.close()
+                self._gateway = None
+
+    def reconnect(self) -> Remote:
+        """A fresh SSH session: group membership changes (docker group) apply to it."""
+        self.close()
+        return self.open()
+
+    # commands
+    def run(self, argv: Sequence[str], *, sudo: bool = False, stdin: bytes | None = None, check: bool = True,
+            timeout: float | None = None) -> RunResult:
+        if isinstance(argv, str):
+            raise TypeError("Remote.run takes an argv sequence, not a shell string")
+        line = command_line(argv, sudo=sudo, user=self.user)
+        return self._exec(line, stdin=stdin, check=check, timeout=timeout, shown=shlex.join(list(argv)))
+
+    def run_script(self, script: str, *, sudo: bool = False, check: bool = True,
+                   timeout: float | None = None) -> RunResult:
+        line = command_line(["sh", "-s"], sudo=sudo, user=self.user)
+        return self._exec(line, stdin=script.encode(), check=check, timeout=timeout, shown="sh -s (script)")
+
+    def _exec(self, line: str, *, stdin: bytes | None, check: bool, timeout: float | None,
+              shown: str) -> RunResult:
+        try:
+            chan = self.transport.open_session(timeout=self.target.connect_timeout)
+        except paramiko.SSHException as exc:
+            raise StepFailed(f"ssh {self.target.label}: cannot open a session: {exc}") from None
+        out: list[bytes] = []
+        err: list[bytes] = []
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            chan.settimeout(timeout)
+            chan.exec_command(line)
+            readers = [threading.Thread(target=_drain, args=(chan.recv_stderr, err, True), daemon=True)]
+            if stdin is not None:
+                readers.append(threading.Thread(target=_feed, args=(chan, stdin), daemon=True))
+            else:
+                chan.shutdown_write()
+            for t in readers:
+                t.start()
+            _drain(chan.recv, out)
+            for t in readers:
+                t.join(None if deadline is None else max(0.1, deadline - time.monotonic()))
+            if deadline is not None and time.monotonic() > deadline and not chan.exit_status_ready():
+                raise TimeoutError
+            code = chan.recv_exit_status()
+        except TimeoutError:
+            raise StepFailed(f"`{_short(shown)}` timed out after {timeout:g}s") from None
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise StepFailed(f"ssh {self.target.label}: connection lost during `{_short(shown)}`: {exc}"
+                             ) from None
+        finally:
+            chan.close()
+        result = RunResult(code, b"".join(out).decode("utf-8", "replace"),
+                           b"".join(err).decode("utf-8", "replace"))
+        if check and code != 0:
+            detail = tail(result.stderr) or tail(result.stdout)
+            raise StepFailed(f"`{_short(shown)}` exited {code}" + (f": {detail}" if detail else ""))
+        return result
+
+    # files
+    def put_file(self, path: str, content: bytes, mode: int = 0o644, owner: str | None = None,
+                 sudo: bool = False) -> None:
+        """Write `content` to `path` atomically with `mode` (and `owner`, e.g. "root" or "root:docker")."""
+        target = PurePosixPath(path)
+        tmp = str(target.parent / f".{target.name}.dyk-{uuid.uuid4().hex[:12]}")
+        privileged = (sudo or owner is not None) and self.user != "root"
+        if privileged:
+            script = ('set -e; umask 077; trap \'rm -f "$1"\' EXIT; cat > "$1"; chmod "$3" "$1"; '
+                      'if [ -n "$4" ]; then chown "$4" "$1"; fi; mv -f "$1" "$2"; trap - EXIT')
+            self.run(["sh", "-c", script, "sh", tmp, str(target), f"{mode:o}", owner or ""], sudo=True,
+                     stdin=content)
+            return
+        with self._lock:
+            sftp = self._sftp_client()
+            try:
+                with sftp.open(tmp, "wb") as fh:
+                    fh.chmod(mode)  # before any byte is written (secrets are 0600 from the start)
+                    fh.set_pipelined(True)
+                    fh.write(content)
+                if owner is not None:
+                    self.run(["chown", owner, tmp])
+                sftp.posix_rename(tmp, str(target))
+            except OSError as exc:
+                with contextlib.suppress(OSError):
+                    sftp.remove(tmp)
+                raise StepFailed(f"upload {path} to {self.target.label} failed: {exc}") from None
+
+    def _sftp_client(self) -> paramiko.SFTPClient:
+        if self._sftp is None:
+            self._sftp = self.transport.open_sftp_client()
+        return self._sftp
+
+    def read_file(self, path: str, *, sudo: bool = False) -> bytes | None:
+        """The file's bytes, or None when it does not exist (one round trip)."""
+        r = self.run(["sh", "-c", 'if [ -e "$1" ]; then cat -- "$1"; else exit 3; fi', "sh", path],
+                     sudo=sudo, check=False)
+        if r.exit_code == 3:
+            return None
+        if r.exit_code != 0:
+            raise StepFailed(f"cannot read {path} on {self.target.label}: {tail(r.stderr)}")
+        return r.stdout.encode("utf-8")
+
+    # docker
+    def docker(self, *, timeout: float = 120) -> docker.DockerClient:
+        """A Docker SDK client whose HTTP requests ride `docker system dial-stdio` on this SSH connection."""
+        with self._lock:
+            if self._docker is None:
+                self._docker = _docker_client(self.transport, timeout)
+            return self._docker
+
+
+def _drain(read: Any, sink: list[bytes], quiet: bool = False) -> None:
+    while True:
+        try:
+            chunk = read(65536)
+        except (TimeoutError, OSError, paramiko.SSHException):
+            if quiet:  # a reader thread: the main thread reports the timeout / lost connection
+                return
+            raise
+        if not chunk:
+            return
+        sink.append(chunk)
+
+
+def _feed(chan: paramiko.Channel, data: bytes) -> None:
+    try:
+        view = memoryview(data)
+        for start in range(0, len(view), 32768):
+            chan.sendall(view[start:start + 32768])
+    except (OSError, paramiko.SSHException):
+        pass  # the command exited without reading everything; its exit code says what happened
+    finally:
+        with contextlib.suppress(OSError, paramiko.SSHException):
+            chan.shutdown_write()
+
+
+def _short(text: str, limit: int = 160) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+# --- the Docker SDK over this connection ------------------------------------------------------------------
+
+
+def _docker_client(transport: paramiko.Transport, timeout: float) -> docker.DockerClient:
+    """docker-py's ssh:// adapter opens its own SSHClient; this one reuses our Transport instead."""
+    import docker
+    from docker.transport.sshconn import SSHHTTPAdapter
+
+    class _Client:  # the bits of paramiko.SSHClient docker's SSHConnectionPool uses
+        def get_transport(self) -> paramiko.Transport:
+            return transport
+
+    class _Adapter(SSHHTTPAdapter):
+        def __init__(self) -> None:
+            self.ssh_client = _Client()  # type: ignore[assignment]
+            self.ssh_host = "dockyard"
+            self.ssh_params = {}
+            self.timeout = timeout
+            self.max_pool_size = 10
+            from docker.transport.sshconn import RecentlyUsedContainer
+            self.pools = RecentlyUsedContainer(10, dispose_func=lambda p: p.close())
+            super(SSHHTTPAdapter, self).__init__()
+
+        def _connect(self) -> None:
+            raise StepFailed("the SSH connection carrying the Docker API was closed")
+
+        def close(self) -> None:
+            self.pools.clear()  # the transport belongs to Remote
+
+    api = docker.APIClient(base_url="unix:///dockyard-unused.sock", version="1.41", timeout=timeout)
+    adapter = _Adapter()
+    api.mount("http+docker://ssh", adapter)
+    api._custom_adapter = adapter
+    api.base_url = "http+docker://ssh"
+    try:
+        api._version = api._retrieve_server_version()
+    except Exception as exc:
+        raise StepFailed(f"the Docker engine does not answer over SSH: {tail(str(exc), 300)}") from None
+    client = docker.DockerClient.__new__(docker.DockerClient)
+    client.api = api
+    return client
