@@ -2,10 +2,14 @@
 
 This is dockyard's public contract. Loading (YAML, `extends`, line numbers, key-path errors) lives in
 `provision.playbook`; this module only says what a valid playbook is.
+
+Validators that know a more precise location than the model they run on raise `SpecError`, which carries
+key paths relative to that model; `provision.playbook` appends them to pydantic's location.
 """
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import re
 import shlex
@@ -13,6 +17,7 @@ from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -22,16 +27,36 @@ from pydantic import (
     model_validator,
 )
 
-from provision.units import parse_duration, parse_size
+from provision.units import parse_cidr, parse_duration, parse_port, parse_size
 
 NAME_RE = r"^[a-z][a-z0-9-]{0,30}$"
 ENV_NAME_RE = r"^[A-Za-z_][A-Za-z0-9_]*$"
 VOLUME_NAME_RE = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
+TEMPLATE_NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+REGION_RE = r"^[a-z]{2}(-[a-z]+)+-\d+$"
+INSTANCE_TYPE_RE = r"^[a-z][a-z0-9-]*\.[a-z0-9-]+$"
+NAME_RULE = "1-31 characters: a lowercase letter, then lowercase letters, digits or '-'"
+MIN_MEMORY = 6 * 1024 * 1024  # docker refuses a memory limit below 6m
 
 IMAGE_ALIASES = ("ubuntu-24.04", "ubuntu-22.04", "debian-12", "al2023")
 # The login user each alias's image ships with (what EC2 users expect; `ssh.user` overrides it).
 DEFAULT_SSH_USER = {"ubuntu-24.04": "ubuntu", "ubuntu-22.04": "ubuntu", "debian-12": "admin",
                     "al2023": "ec2-user"}
+WILDCARD_IPS = ("", "0.0.0.0", "::")  # publish addresses meaning "all interfaces"
+
+PathPart = str | int
+
+
+class SpecError(ValueError):
+    """One or more problems found by a validator, each at a key path relative to the validated value."""
+
+    def __init__(self, problems: list[tuple[tuple[PathPart, ...], str]]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(msg for _, msg in problems))
+
+    @classmethod
+    def at(cls, path: tuple[PathPart, ...], message: str) -> SpecError:
+        return cls([(path, message)])
 
 
 class Frozen(BaseModel):
@@ -55,10 +80,32 @@ def _scalar_str(v: Any) -> Any:
     return v
 
 
+def _no_bool(v: Any) -> Any:
+    if isinstance(v, bool):
+        raise ValueError(f"expected a number, got {str(v).lower()}")
+    return v
+
+
+def _name(v: str) -> str:
+    if not re.fullmatch(NAME_RE, v):
+        raise ValueError(f"{v!r} is not a valid name ({NAME_RULE})")
+    return v
+
+
+def _positive(v: float) -> float:
+    if v <= 0:
+        raise ValueError("must be longer than 0s")
+    return v
+
+
 Duration = Annotated[float, BeforeValidator(_duration)]  # seconds
+PositiveDuration = Annotated[float, BeforeValidator(_duration), AfterValidator(_positive)]
 Size = Annotated[int, BeforeValidator(_size)]  # bytes
-Port = Annotated[int, Field(ge=1, le=65535)]
+Port = Annotated[int, BeforeValidator(parse_port)]
+Int = Annotated[int, BeforeValidator(_no_bool)]
+Float = Annotated[float, BeforeValidator(_no_bool)]
 ScalarStr = Annotated[str, BeforeValidator(_scalar_str)]
+Name = Annotated[str, AfterValidator(_name)]
 
 
 class HostSpec(Frozen):
@@ -68,12 +115,12 @@ class HostSpec(Frozen):
     region: str | None = None
     instance_type: str = "t3.small"
     image: str = "ubuntu-24.04"
-    volume_gb: int = Field(20, ge=8, le=16384)
+    volume_gb: Int = Field(20, ge=8, le=16384)
     ssh_from: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] | None = None
     open_ports: tuple[Port, ...] = (80, 443)
     subnet_id: str | None = None
     instance_profile: str | None = None
-    tags: dict[str, str] = Field(default_factory=dict)
+    tags: dict[str, ScalarStr] = Field(default_factory=dict)
     # existing
     address: str | None = None
 
@@ -86,12 +133,14 @@ class HostSpec(Frozen):
             v = [v]
         if not isinstance(v, list | tuple):
             raise ValueError("expected a list of CIDRs, e.g. [203.0.113.7/32]")
-        out = []
-        for item in v:
+        out, problems = [], []
+        for i, item in enumerate(v):
             try:
-                out.append(ipaddress.ip_network(str(item), strict=True))
+                out.append(parse_cidr(item))
             except ValueError as exc:
-                raise ValueError(f"{item!r} is not a CIDR like 203.0.113.0/24 ({exc})") from None
+                problems.append(((i,), str(exc)))
+        if problems:
+            raise SpecError(problems)
         return tuple(out)
 
     @field_validator("image")
@@ -101,6 +150,27 @@ class HostSpec(Frozen):
             return v
         raise ValueError(f"expected one of {', '.join(IMAGE_ALIASES)} or an AMI id (ami-…), got {v!r}")
 
+    @field_validator("region")
+    @classmethod
+    def _region(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(REGION_RE, v):
+            raise ValueError(f"{v!r} is not an AWS region name like eu-west-1")
+        return v
+
+    @field_validator("instance_type")
+    @classmethod
+    def _instance_type(cls, v: str) -> str:
+        if not re.fullmatch(INSTANCE_TYPE_RE, v):
+            raise ValueError(f"{v!r} is not an EC2 instance type like t3.small")
+        return v
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, v: str | None) -> str | None:
+        if v is not None and (not v.strip() or any(c.isspace() for c in v)):
+            raise ValueError(f"expected a host name or IP address, got {v!r}")
+        return v
+
 
 class SshSpec(Frozen):
     user: str | None = None  # default: the image's login user (aws), root (existing/local)
@@ -109,7 +179,14 @@ class SshSpec(Frozen):
     host: str | None = None  # overrides the address dockyard dials (e.g. a test sshd, a tunnel)
     jump: str | None = None  # bastion, "user@host:port"
     known_hosts: Path | None = None  # default: .dockyard/<environment>/known_hosts beside the playbook
-    connect_timeout: Duration = 10.0
+    connect_timeout: PositiveDuration = 10.0
+
+    @field_validator("user")
+    @classmethod
+    def _user(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[a-z_][a-z0-9_.-]*\$?", v):
+            raise ValueError(f"{v!r} is not a login name")
+        return v
 
 
 class EngineSpec(Frozen):
@@ -121,20 +198,33 @@ class EngineSpec(Frozen):
 class HealthcheckSpec(Frozen):
     http: str | None = None  # path, e.g. /healthz, probed on the app's `port` inside the container
     cmd: tuple[str, ...] | None = None
-    interval: Duration = 2.0
-    timeout: Duration = 3.0
-    retries: int = Field(3, ge=1, le=100)
+    interval: PositiveDuration = 2.0
+    timeout: PositiveDuration = 3.0
+    retries: Int = Field(3, ge=1, le=100)
     start_period: Duration = 0.0
-    wait: Duration = 60.0  # how long deploy waits for a new container to become healthy
+    wait: PositiveDuration = 60.0  # how long deploy waits for a new container to become healthy
+
+    @field_validator("http")
+    @classmethod
+    def _http(cls, v: str | None) -> str | None:
+        if v is not None and (not v.startswith("/") or any(c.isspace() for c in v)):
+            raise ValueError(f"`http` must be a URL path starting with '/', e.g. /healthz, got {v!r}")
+        return v
+
+    @field_validator("cmd")
+    @classmethod
+    def _cmd(cls, v: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if v is not None and not v:
+            raise ValueError("`cmd` must not be empty")
+        return v
 
     @model_validator(mode="after")
     def _one_probe(self) -> HealthcheckSpec:
-        if (self.http is None) == (self.cmd is None):
+        if self.http is not None and self.cmd is not None:
+            raise SpecError.at(("cmd",), "give exactly one of `http` (a path) or `cmd` (an argv list), "
+                                         "not both")
+        if self.http is None and self.cmd is None:
             raise ValueError("give exactly one of `http` (a path) or `cmd` (an argv list)")
-        if self.http is not None and not self.http.startswith("/"):
-            raise ValueError(f"`http` must be a path starting with '/', got {self.http!r}")
-        if self.cmd is not None and not self.cmd:
-            raise ValueError("`cmd` must not be empty")
         return self
 
 
@@ -144,8 +234,57 @@ class PublishSpec(Frozen):
     host_ip: str = ""  # "" = all interfaces, as in compose
     host_port: Port
 
+    @field_validator("host_ip")
+    @classmethod
+    def _ip(cls, v: str) -> str:
+        if v:
+            try:
+                ipaddress.ip_address(v)
+            except ValueError:
+                raise ValueError(f"{v!r} is not an IP address (publish on e.g. 127.0.0.1)") from None
+        return v
+
+    @property
+    def all_interfaces(self) -> bool:
+        return self.host_ip in WILDCARD_IPS
+
+    def overlaps(self, other: PublishSpec) -> bool:
+        """Would both bindings fight over the same host socket?"""
+        if self.host_port != other.host_port:
+            return False
+        if "" in (self.host_ip, other.host_ip) or self.host_ip == other.host_ip:
+            return True
+        if self.all_interfaces or other.all_interfaces:  # 0.0.0.0 clashes with IPv4, :: with IPv6
+            a, b = ipaddress.ip_address(self.host_ip), ipaddress.ip_address(other.host_ip)
+            return a.version == b.version
+        return False
+
     def __str__(self) -> str:
-        return f"{self.host_ip}:{self.host_port}" if self.host_ip else str(self.host_port)
+        if not self.host_ip:
+            return str(self.host_port)
+        ip = f"[{self.host_ip}]" if ":" in self.host_ip else self.host_ip
+        return f"{ip}:{self.host_port}"
+
+
+def _parse_publish(v: Any) -> Any:
+    if v is None or isinstance(v, dict | PublishSpec):
+        return v
+    if isinstance(v, bool):
+        raise ValueError("expected a port number or \"ADDRESS:PORT\"")
+    if isinstance(v, int):
+        return {"host_port": v}
+    if isinstance(v, str):
+        addr, sep, port = v.strip().rpartition(":")
+        if not port.isdigit():
+            raise ValueError(f"expected a port number or \"ADDRESS:PORT\", got {v!r}")
+        if sep:
+            addr = addr.strip("[]")
+            try:
+                ipaddress.ip_address(addr)
+            except ValueError:
+                raise ValueError(f"{addr!r} is not an IP address (publish on e.g. 127.0.0.1:8080)") from None
+        return {"host_ip": addr, "host_port": parse_port(port)}
+    raise ValueError("expected a port number or \"ADDRESS:PORT\"")
 
 
 class AppSpec(Frozen):
@@ -163,7 +302,7 @@ class AppSpec(Frozen):
     volumes: dict[str, str] = Field(default_factory=dict)  # named volume → absolute container path
     healthcheck: HealthcheckSpec | None = None
     memory: Size | None = None
-    cpus: float | None = Field(None, gt=0, le=256)
+    cpus: Float | None = Field(None, gt=0, le=256)
     restart: Literal["no", "always", "unless-stopped", "on-failure"] = "unless-stopped"
     reach: tuple[str, ...] = ()  # other apps of this playbook this app may connect to
     read_only: bool | None = None  # default: whatever the template says it supports
@@ -172,83 +311,124 @@ class AppSpec(Frozen):
     @classmethod
     def _command(cls, v: Any) -> Any:
         if isinstance(v, str):
-            return tuple(shlex.split(v))
+            try:
+                v = tuple(shlex.split(v))
+            except ValueError as exc:
+                raise ValueError(f"cannot split the command into words: {exc}") from None
+        if isinstance(v, list | tuple) and not v:
+            raise ValueError("`command` must not be empty (leave it out to use the image's)")
         return v
 
     @field_validator("publish", mode="before")
     @classmethod
     def _publish(cls, v: Any) -> Any:
-        if v is None or isinstance(v, dict | PublishSpec):
-            return v
-        if isinstance(v, bool):
-            raise ValueError("expected a port number or \"ADDRESS:PORT\"")
-        if isinstance(v, int):
-            return {"host_port": v}
-        if isinstance(v, str):
-            addr, sep, port = v.rpartition(":")
-            if not port.isdigit():
-                raise ValueError(f"expected a port number or \"ADDRESS:PORT\", got {v!r}")
-            if sep:
-                addr = addr.strip("[]")
-                try:
-                    ipaddress.ip_address(addr)
-                except ValueError:
-                    raise ValueError(f"{addr!r} is not an IP address") from None
-            return {"host_ip": addr, "host_port": int(port)}
-        raise ValueError("expected a port number or \"ADDRESS:PORT\"")
+        return _parse_publish(v)
+
+    @field_validator("template")
+    @classmethod
+    def _template(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(TEMPLATE_NAME_RE, v):
+            raise ValueError(f"{v!r} is not a template name like python-web")
+        return v
+
+    @field_validator("context")
+    @classmethod
+    def _context(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("`context` must not be empty (use '.' for the playbook's directory)")
+        return v
 
     @field_validator("secrets")
     @classmethod
     def _secret_names(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        for name in v:
+        problems: list[tuple[tuple[PathPart, ...], str]] = []
+        for i, name in enumerate(v):
             if not re.fullmatch(ENV_NAME_RE, name):
-                raise ValueError(f"{name!r} is not an environment variable name")
-        if len(set(v)) != len(v):
-            raise ValueError("a secret is listed twice")
+                problems.append(((i,), f"{name!r} is not an environment variable name"))
+            elif name in v[:i]:
+                problems.append(((i,), f"secret {name!r} is listed twice"))
+        if problems:
+            raise SpecError(problems)
         return v
 
     @field_validator("env")
     @classmethod
     def _env_names(cls, v: dict[str, str]) -> dict[str, str]:
-        for name in v:
-            if not re.fullmatch(ENV_NAME_RE, name):
-                raise ValueError(f"{name!r} is not an environment variable name")
+        bad = [((name,), f"{name!r} is not an environment variable name (letters, digits, '_'; "
+                         "not starting with a digit)") for name in v if not re.fullmatch(ENV_NAME_RE, name)]
+        if bad:
+            raise SpecError(bad)
+        return v
+
+    @field_validator("build_args")
+    @classmethod
+    def _build_arg_names(cls, v: dict[str, str]) -> dict[str, str]:
+        bad = [((name,), f"{name!r} is not a build argument name") for name in v
+               if not re.fullmatch(ENV_NAME_RE, name)]
+        if bad:
+            raise SpecError(bad)
         return v
 
     @field_validator("volumes")
     @classmethod
     def _volumes(cls, v: dict[str, str]) -> dict[str, str]:
+        problems: list[tuple[tuple[PathPart, ...], str]] = []
+        targets: dict[str, str] = {}
         for name, target in v.items():
             if not re.fullmatch(VOLUME_NAME_RE, name):
-                raise ValueError(f"volume name {name!r} must match {VOLUME_NAME_RE}")
-            if not PurePosixPath(target).is_absolute():
-                raise ValueError(f"volume {name!r}: container path must be absolute, got {target!r}")
+                problems.append(((name,), f"volume name {name!r} must be lowercase letters, digits, '_', "
+                                          "'.' or '-' (starting with a letter or digit)"))
+            elif not PurePosixPath(target).is_absolute():
+                problems.append(((name,), f"container path must be absolute (e.g. /var/lib/app), "
+                                          f"got {target!r}"))
+            elif PurePosixPath(target) == PurePosixPath("/"):
+                problems.append(((name,), "a volume cannot be mounted over '/'"))
+            elif str(PurePosixPath(target)) in targets:
+                problems.append(((name,), f"{target!r} is already the mount point of volume "
+                                          f"{targets[str(PurePosixPath(target))]!r}"))
+            else:
+                targets[str(PurePosixPath(target))] = name
+        if problems:
+            raise SpecError(problems)
         return v
 
     @field_validator("dockerfile")
     @classmethod
     def _dockerfile_inside(cls, v: str | None) -> str | None:
-        if v is not None and (PurePosixPath(v).is_absolute() or ".." in PurePosixPath(v).parts):
+        if v is not None and (not v.strip() or PurePosixPath(v).is_absolute()
+                              or ".." in PurePosixPath(v).parts):
             raise ValueError(f"`dockerfile` is a path inside `context` (as in compose), got {v!r}")
+        return v
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, v: int | None) -> int | None:
+        if v is not None and v < MIN_MEMORY:
+            raise ValueError(f"docker needs a memory limit of at least 6m, got {v} bytes")
         return v
 
     @model_validator(mode="after")
     def _consistent(self) -> AppSpec:
-        if (self.template is None) == (self.dockerfile is None):
-            raise ValueError("give exactly one of `template` (a template name) or `dockerfile` (a path)")
+        problems: list[tuple[tuple[PathPart, ...], str]] = []
+        if self.template is not None and self.dockerfile is not None:
+            problems.append((("dockerfile",), "give exactly one of `template` or `dockerfile`, not both"))
+        elif self.template is None and self.dockerfile is None:
+            problems.append(((), "give exactly one of `template` (a template name) or `dockerfile` (a path)"))
         if self.publish is not None and self.port is None:
-            raise ValueError("`publish` needs `port` (the container port to publish)")
+            problems.append((("publish",), "`publish` needs `port` (the container port to publish)"))
         if self.healthcheck is not None and self.healthcheck.http is not None and self.port is None:
-            raise ValueError("an `http` health check needs `port`")
-        overlap = set(self.env) & set(self.secrets)
-        if overlap:
-            raise ValueError(f"{', '.join(sorted(overlap))} is both in `env` and `secrets`")
+            problems.append((("healthcheck", "http"), "an `http` health check needs the app's `port`"))
+        for i, name in enumerate(self.secrets):
+            if name in self.env:
+                problems.append((("secrets", i), f"{name!r} is both in `env` and `secrets`"))
+        if problems:
+            raise SpecError(problems)
         return self
 
 
 class Playbook(Frozen):
-    project: Annotated[str, Field(pattern=NAME_RE)]
-    environment: Annotated[str, Field(pattern=NAME_RE)]
+    project: Name
+    environment: Name
     extends: str | None = None
     provider: Literal["aws", "local", "existing"] = "aws"
     host: HostSpec = Field(default_factory=HostSpec)
@@ -268,33 +448,44 @@ class Playbook(Frozen):
     def base_dir(self) -> Path:
         return self._source.parent if self._source else Path.cwd()
 
-    @field_validator("apps")
+    @field_validator("apps", mode="before")
     @classmethod
-    def _app_names(cls, v: dict[str, AppSpec]) -> dict[str, AppSpec]:
-        for name in v:
-            if not re.fullmatch(NAME_RE, name):
-                raise ValueError(f"app name {name!r} must match {NAME_RE}")
+    def _app_names(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            bad = [((name,), f"app name {name!r} is not valid ({NAME_RULE})") for name in v
+                   if not isinstance(name, str) or not re.fullmatch(NAME_RE, name)]
+            if bad:
+                raise SpecError(bad)
         return v
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Playbook:
+        problems: list[tuple[tuple[PathPart, ...], str]] = []
         if self.provider == "aws" and not self.host.ssh_from:
-            raise ValueError("host.ssh_from is required for provider aws (a CIDR list: no silent 0.0.0.0/0)")
+            problems.append((("host", "ssh_from"), "required for provider aws: the CIDRs that may reach "
+                                                   "SSH, e.g. [203.0.113.7/32] (no silent 0.0.0.0/0)"))
         if self.provider == "existing" and not self.host.address:
-            raise ValueError("host.address is required for provider existing")
-        seen: dict[tuple[str, int], str] = {}
+            problems.append((("host", "address"), "required for provider existing: the host's name or IP"))
+        seen: list[tuple[PublishSpec, str]] = []
         for name, app in self.apps.items():
-            for other in app.reach:
-                if other not in self.apps or other == name:
-                    raise ValueError(f"apps.{name}.reach: {other!r} is not another app of this playbook")
+            for i, other in enumerate(app.reach):
+                if other == name:
+                    problems.append((("apps", name, "reach", i), "an app cannot list itself in `reach`"))
+                elif other not in self.apps:
+                    close = _close(other, list(self.apps))
+                    problems.append((("apps", name, "reach", i),
+                                     f"{other!r} is not an app of this playbook{close}"))
             if app.publish is None:
                 continue
-            p = app.publish
-            for (ip, port), owner in seen.items():
-                if port == p.host_port and (ip == p.host_ip or "" in (ip, p.host_ip)):
-                    raise ValueError(f"apps.{name}.publish: host port {p.host_port} is already published "
-                                     f"by app {owner!r}")
-            seen[(p.host_ip, p.host_port)] = name
+            for pub, owner in seen:
+                if pub.overlaps(app.publish):
+                    problems.append((("apps", name, "publish"),
+                                     f"host port {app.publish.host_port} is already published by app "
+                                     f"{owner!r} ({pub} overlaps {app.publish})"))
+                    break
+            seen.append((app.publish, name))
+        if problems:
+            raise SpecError(problems)
         return self
 
     # Convenience the later stages use.
@@ -321,3 +512,8 @@ class Playbook(Frozen):
 
     def app_context(self, name: str) -> Path:
         return (self.base_dir / self.apps[name].context).resolve()
+
+
+def _close(word: str, choices: list[str]) -> str:
+    match = difflib.get_close_matches(word, choices, n=1)
+    return f" (did you mean {match[0]!r}?)" if match else ""

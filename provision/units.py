@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Any
 
@@ -34,7 +35,7 @@ def parse_duration(value: Any) -> float:
 
 
 def parse_size(value: Any) -> int:
-    """Bytes from `256m`, `1g`, `512k`, `1.5GiB` or a bare number of bytes (docker's units, powers of 1024)."""
+    """Bytes from `256m`, `1g`, `512k`, `1.5GiB` or a bare number of bytes (docker units, powers of 1024)."""
     if isinstance(value, bool):
         raise ValueError("expected a size like 256m or 1g")
     if isinstance(value, int):
@@ -51,3 +52,31 @@ def parse_size(value: Any) -> int:
         raise ValueError(f"{value!r} is too small")
     return int(amount)
 
+
+def parse_port(v: Any) -> Any:
+    """A TCP/UDP port number 1-65535 from an int or a digit string (never a bool)."""
+    if isinstance(v, bool) or not isinstance(v, int | str):
+        raise ValueError(f"expected a port number (1-65535), got {v!r}")
+    if isinstance(v, str):
+        if not v.strip().isdigit():
+            raise ValueError(f"expected a port number (1-65535), got {v!r}")
+        v = int(v)
+    if not 1 <= v <= 65535:
+        raise ValueError(f"port must be between 1 and 65535, got {v}")
+    return v
+
+
+def parse_cidr(item: Any) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """A network in CIDR form; host bits set is an error that says which network was meant."""
+    if isinstance(item, bool) or not isinstance(item, str):
+        raise ValueError(f"expected a CIDR string like 203.0.113.0/24, got {item!r}")
+    try:
+        return ipaddress.ip_network(item.strip(), strict=True)
+    except ValueError:
+        try:
+            loose = ipaddress.ip_network(item.strip(), strict=False)
+        except ValueError:
+            raise ValueError(f"{item!r} is not a CIDR like 203.0.113.0/24") from None
+        single = f"{ipaddress.ip_address(item.strip().split('/')[0])}/{loose.max_prefixlen}"
+        raise ValueError(f"{item!r} has host bits set: write the network {loose} or the single address "
+                         f"{single}") from None
