@@ -45,7 +45,7 @@ def _read_yaml(path: Path) -> tuple[Any, Locs]:
         node = loader.get_single_node()
         if node is None:
             raise InputError.single("the playbook is empty; it needs at least `project:`", path)
-        locs: Locs = {}
+        locs: Locs = {(): (path, node.start_mark.line + 1)}
         problems: list[Problem] = []
         _walk(loader, node, (), path, locs, problems, set())
         if problems:
@@ -66,7 +66,7 @@ def _yaml_problem(exc: yaml.MarkedYAMLError, path: Path) -> Problem:
     if "'\\t'" in problem:
         problem += " (YAML does not allow tabs for indentation; use spaces)"
     message = f"invalid YAML: {problem}"
-    if exc.context:
+    if exc.context and "scanning for the next token" not in exc.context:
         message += f" ({exc.context}"
         if exc.context_mark and mark and exc.context_mark.line != mark.line:
             message += f" at line {exc.context_mark.line + 1}"
@@ -119,7 +119,7 @@ def _load_tree(path: Path, stack: list[Path]) -> tuple[dict[str, Any], Locs]:
     data, locs = _read_yaml(path)
     if not isinstance(data, dict):
         raise InputError.single(f"the top level must be a mapping of keys (project:, apps:, …), "
-                                f"got {_kind(data)}", path, "", 1)
+                                f"got {_kind(data)}", path, "", locs[()][1])
     base_ref = data.get("extends")
     if base_ref is None:
         return data, locs
@@ -133,7 +133,7 @@ def _load_tree(path: Path, stack: list[Path]) -> tuple[dict[str, Any], Locs]:
         chain = " → ".join(p.name for p in [*stack[stack.index(resolved):], resolved])
         raise InputError.single(f"extends cycle: {chain}", path, "extends", where)
     if not base.is_file():
-        raise InputError.single(f"base playbook {base_ref!r} not found (looked for {base})",
+        raise InputError.single(f"base playbook {base_ref!r} not found (looked for {resolved})",
                                 path, "extends", where)
     base_data, base_locs = _load_tree(base, [*stack, resolved])
     return _merge(base_data, data), _merge_locs(base_data, data, base_locs, locs)

@@ -197,7 +197,7 @@ class EngineSpec(Frozen):
 
 class HealthcheckSpec(Frozen):
     http: str | None = None  # path, e.g. /healthz, probed on the app's `port` inside the container
-    cmd: tuple[str, ...] | None = None
+    cmd: tuple[ScalarStr, ...] | None = None
     interval: PositiveDuration = 2.0
     timeout: PositiveDuration = 3.0
     retries: Int = Field(3, ge=1, le=100)
@@ -294,7 +294,7 @@ class AppSpec(Frozen):
     vars: dict[str, Any] = Field(default_factory=dict)
     build_args: dict[str, ScalarStr] = Field(default_factory=dict)
     build: Literal["host", "local"] = "host"  # local: build on this machine and ship the image
-    command: tuple[str, ...] | None = None
+    command: tuple[ScalarStr, ...] | None = None
     port: Port | None = None
     publish: PublishSpec | None = None
     env: dict[str, ScalarStr] = Field(default_factory=dict)
@@ -481,7 +481,8 @@ class Playbook(Frozen):
                 if pub.overlaps(app.publish):
                     problems.append((("apps", name, "publish"),
                                      f"host port {app.publish.host_port} is already published by app "
-                                     f"{owner!r} ({pub} overlaps {app.publish})"))
+                                     f"{owner!r}" + (f" ({pub} overlaps {app.publish})"
+                                                     if str(pub) != str(app.publish) else "")))
                     break
             seen.append((app.publish, name))
         if problems:

@@ -55,7 +55,9 @@ def parse_size(value: Any) -> int:
 
 def parse_port(v: Any) -> Any:
     """A TCP/UDP port number 1-65535 from an int or a digit string (never a bool)."""
-    if isinstance(v, bool) or not isinstance(v, int | str):
+    if isinstance(v, bool):
+        raise ValueError(f"expected a port number (1-65535), got {str(v).lower()}")
+    if not isinstance(v, int | str):
         raise ValueError(f"expected a port number (1-65535), got {v!r}")
     if isinstance(v, str):
         if not v.strip().isdigit():
