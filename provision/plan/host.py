@@ -1,0 +1,305 @@
+"""The EC2 host plan: pure functions (desired HostDesired, observed facts) -> list[Change].
+
+Nothing here touches the network. Steps carry effects that receive the AWS context of
+`provision.providers.aws` (duck-typed: `ctx.import_key_pair(...)`, `ctx.run_instance(...)`, …), which also
+remembers ids created earlier in the same run (a security group made by step 2 is used by step 4).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from provision.changes import Change, Step
+from provision.errors import InputError, StepFailed
+from provision.facts.aws import (
+    TAG_ENVIRONMENT,
+    TAG_PROJECT,
+    HostFacts,
+    ImageFact,
+    InstanceFact,
+    LocalKey,
+    Rule,
+    SecurityGroupFact,
+    TeardownFacts,
+    key_matches,
+    owned,
+    resource_name,
+)
+
+ANYWHERE = ("0.0.0.0/0", "::/0")
+TOKEN_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class HostDesired:
+    project: str
+    environment: str
+    instance_type: str
+    image: str  # alias or ami-…
+    volume_gb: int
+    ssh_from: tuple[str, ...]
+    open_ports: tuple[int, ...]
+    key: LocalKey
+    ssh_port: int = 22
+    subnet_id: str | None = None
+    instance_profile: str | None = None
+    extra_tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:  # key pair and security group
+        return resource_name(self.project, self.environment)
+
+    @property
+    def host_name(self) -> str:  # the instance's Name tag
+        return f"{self.project}-{self.environment}"
+
+    @property
+    def tags(self) -> dict[str, str]:
+        return {**self.extra_tags, "Name": self.host_name, TAG_PROJECT: self.project,
+                TAG_ENVIRONMENT: self.environment}
+
+    @property
+    def rules(self) -> frozenset[Rule]:
+        rules = {Rule.tcp(22, cidr) for cidr in self.ssh_from}
+        rules |= {Rule.tcp(port, cidr) for port in self.open_ports for cidr in ANYWHERE}
+        return frozenset(rules)
+
+
+def desired_from_playbook(pb: Any, key: LocalKey) -> HostDesired:
+    h = pb.host
+    if 22 in h.open_ports:
+        raise InputError.single("port 22 must not be in open_ports: SSH is opened only to host.ssh_from",
+                                file=pb.source, key_path="host.open_ports")
+    return HostDesired(project=pb.project, environment=pb.environment, instance_type=h.instance_type,
+                       image=h.image, volume_gb=h.volume_gb, ssh_from=tuple(str(n) for n in h.ssh_from or ()),
+                       open_ports=tuple(h.open_ports), key=key, subnet_id=h.subnet_id,
+                       instance_profile=h.instance_profile, extra_tags=dict(h.tags))
+
+
+def tag_list(tags: dict[str, str]) -> list[dict[str, str]]:
+    return [{"Key": k, "Value": v} for k, v in sorted(tags.items())]
+
+
+def client_tokens(project: str, environment: str, group_id: str, gone: tuple[str, ...],
+                  attempts: int = TOKEN_ATTEMPTS) -> list[str]:
+    """ClientTokens for RunInstances, first choice first.
+
+    A token makes a *retried* RunInstances return the instance it already launched (botocore retries, or a
+    re-run after a crash while AWS had not yet indexed the tags). It must not pin a *fresh* create after a
+    teardown: EC2 remembers a token for hours after the instance terminated and would answer with the dead
+    instance. So the token covers the security group id (teardown deletes it; the next provision makes a
+    new one) and the terminated instances still visible; and if EC2 still answers with a terminated instance
+    or IdempotentParameterMismatch, the runner moves on to the next generation.
+    """
+    seed = "\0".join((project, environment, group_id, ",".join(sorted(gone))))
+    digests = (hashlib.sha256(f"{seed}\0{n}".encode()).hexdigest() for n in range(attempts))
+    return [f"dockyard-{h[:40]}" for h in digests]
+
+
+def run_instance_params(d: HostDesired, image: ImageFact, group_id: str) -> dict[str, Any]:
+    """RunInstances arguments, except ClientToken (added per attempt by the runner)."""
+    params: dict[str, Any] = {
+        "ImageId": image.id,
+        "InstanceType": d.instance_type,
+        "MinCount": 1,
+        "MaxCount": 1,
+        "KeyName": d.name,
+        "SecurityGroupIds": [group_id],
+        "MetadataOptions": {"HttpTokens": "required", "HttpPutResponseHopLimit": 2,
+                            "HttpEndpoint": "enabled"},
+        "BlockDeviceMappings": [{"DeviceName": image.root_device_name,
+                                 "Ebs": {"VolumeSize": d.volume_gb, "VolumeType": "gp3", "Encrypted": True,
+                                         "DeleteOnTermination": True}}],
+        "TagSpecifications": [{"ResourceType": "instance", "Tags": tag_list(d.tags)},
+                              {"ResourceType": "volume", "Tags": tag_list(d.tags)}],
+    }
+    if d.subnet_id:
+        params["SubnetId"] = d.subnet_id
+    if d.instance_profile:
+        key = "Arn" if d.instance_profile.startswith("arn:") else "Name"
+        params["IamInstanceProfile"] = {key: d.instance_profile}
+    return params
+
+
+def _rules_text(rules: frozenset[Rule]) -> str:
+    return "".join(f"{r}\n" for r in sorted(rules))
+
+
+# ------------------------------------------------------------------------------------------ provision
+
+
+def _key_pair(d: HostDesired, facts: HostFacts) -> list[Change]:
+    kp = facts.key_pair
+    if kp is not None:
+        if key_matches(kp, d.key):
+            return []
+        raise StepFailed(
+            f"key pair {d.name} in {facts.region} has fingerprint {kp.fingerprint}, which is not "
+            f"{d.key.path}; dockyard never overwrites a key pair: point ssh.key_file at the matching key, "
+            f"or delete it (aws ec2 delete-key-pair --region {facts.region} --key-name {d.name}) to import "
+            "this one")
+    material, tags = d.key.material, d.tags
+    return [Change("aws:key-pair", "create", "absent", (
+        Step(f"import key pair {d.name} from {d.key.path}",
+             effect=lambda ctx: ctx.import_key_pair(d.name, material, tags)),),
+        after=f"{d.key.key_type} {sorted(d.key.fingerprints)[0]}\n", data={"name": d.name})]
+
+
+def _security_group(d: HostDesired, facts: HostFacts) -> list[Change]:
+    sg = facts.security_group
+    changes: list[Change] = []
+    if sg is not None and not owned(sg.tags, d.project, d.environment):
+        raise StepFailed(f"security group {d.name} ({sg.id}) in {facts.vpc_id} exists but does not carry "
+                         f"the tags {TAG_PROJECT}={d.project}, {TAG_ENVIRONMENT}={d.environment}; dockyard "
+                         "does not touch what it did not create: rename or delete it")
+    group_id = sg.id if sg else None
+    if sg is None:
+        desc = f"dockyard host {d.project}/{d.environment}"
+        name, vpc, tags = d.name, facts.vpc_id, d.tags
+        changes.append(Change("aws:security-group", "create", "absent", (
+            Step(f"create security group {name} in {vpc}",
+                 effect=lambda ctx: ctx.create_security_group(name, desc, vpc, tags)),),
+            data={"name": name, "vpc_id": vpc}))
+    have = sg.rules if sg else frozenset()
+    missing, stale = d.rules - have, have - d.rules
+    steps: list[Step] = []
+    if missing:
+        perms = [r.permission() for r in sorted(missing)]
+        steps.append(Step("allow " + ", ".join(map(str, sorted(missing))),
+                          effect=lambda ctx: ctx.authorize_ingress(group_id, perms)))
+    if stale:
+        old = [r.permission() for r in sorted(stale)]
+        steps.append(Step("remove " + ", ".join(map(str, sorted(stale))),
+                          effect=lambda ctx: ctx.revoke_ingress(group_id, old)))
+    if steps:
+        counts = (f"{len(missing)} missing" if missing else "", f"{len(stale)} stale" if stale else "")
+        reason = "new group" if sg is None else ", ".join(p for p in counts if p)
+        changes.append(Change("aws:security-group:rules", "update", reason, tuple(steps),
+                              before=_rules_text(have), after=_rules_text(d.rules),
+                              data={"added": [str(r) for r in sorted(missing)],
+                                    "removed": [str(r) for r in sorted(stale)]}))
+    return changes
+
+
+def _create_instance(d: HostDesired, facts: HostFacts) -> Change:
+    image = facts.image
+    if image is None:
+        raise StepFailed(f"image {d.image} could not be resolved")
+    known_group = facts.security_group.id if facts.security_group else None
+    gone = tuple(i.id for i in facts.gone)
+
+    def run(ctx: Any) -> Any:
+        group_id = known_group or ctx.security_group_id
+        return ctx.run_instance(run_instance_params(d, image, group_id),
+                                client_tokens(d.project, d.environment, group_id, gone))
+
+    what = f"{d.instance_type} from {image.id} ({d.image}), {d.volume_gb} GB gp3 encrypted root"
+    return Change("aws:instance", "create", "absent", (
+        Step(f"launch {d.host_name}: {what}", effect=run),
+        Step("wait until the instance is running", effect=lambda ctx: ctx.wait_running(ctx.instance_id)),
+    ), after=f"{what}\n", data={"instance_type": d.instance_type, "image_id": image.id})
+
+
+def _existing_instance(d: HostDesired, facts: HostFacts, inst: InstanceFact) -> list[Change]:
+    changes: list[Change] = []
+    iid, state = inst.id, inst.state
+    sg = facts.security_group
+    if sg is not None and sg.id not in inst.security_group_ids and inst.vpc_id == facts.vpc_id:
+        groups = [*inst.security_group_ids, sg.id]
+        changes.append(Change("aws:instance:security-groups", "update", f"{sg.id} not attached", (
+            Step(f"attach security group {sg.id} to {iid}",
+                 effect=lambda ctx: ctx.set_instance_groups(iid, groups)),)))
+    if inst.instance_type != d.instance_type:
+        steps: list[Step] = []
+        if state in ("pending", "running"):
+            steps.append(Step(f"stop {iid}", effect=lambda ctx: ctx.stop_instance(iid)))
+        if state in ("pending", "running", "stopping"):
+            steps.append(Step(f"wait until {iid} is stopped", effect=lambda ctx: ctx.wait_stopped(iid)))
+        new_type = d.instance_type
+        steps.append(Step(f"change the instance type of {iid} to {new_type}",
+                          effect=lambda ctx: ctx.modify_instance_type(iid, new_type)))
+        if state in ("pending", "running"):
+            steps.append(Step(f"start {iid}", effect=lambda ctx: ctx.start_instance(iid)))
+            steps.append(Step(f"wait until {iid} is running", effect=lambda ctx: ctx.wait_running(iid)))
+        changes.append(Change("aws:instance:type", "resize",
+                              f"instance type {inst.instance_type}, playbook says {new_type} (needs "
+                              "--resize: stop, resize, start)", tuple(steps),
+                              before=f"{inst.instance_type}\n", after=f"{new_type}\n",
+                              data={"flag": "--resize"}))
+    if state in ("stopped", "stopping"):
+        steps = []
+        if state == "stopping":
+            steps.append(Step(f"wait until {iid} is stopped", effect=lambda ctx: ctx.wait_stopped(iid)))
+        steps.append(Step(f"start {iid}", effect=lambda ctx: ctx.start_instance(iid)))
+        steps.append(Step(f"wait until {iid} is running", effect=lambda ctx: ctx.wait_running(iid)))
+        changes.append(Change("aws:instance", "start", f"instance is {state}", tuple(steps),
+                              before=f"{state}\n", after="running\n"))
+    return changes
+
+
+def plan_host(d: HostDesired, facts: HostFacts) -> list[Change]:
+    """Key pair, security group (+ rules), instance: in the order they must be applied."""
+    if len(facts.instances) > 1:
+        ids = ", ".join(f"{i.id} ({i.state})" for i in facts.instances)
+        raise StepFailed(f"{len(facts.instances)} instances carry the tags {TAG_PROJECT}={d.project}, "
+                         f"{TAG_ENVIRONMENT}={d.environment}: {ids}; expected at most one: terminate the "
+                         "extra ones or run teardown")
+    changes = _key_pair(d, facts) + _security_group(d, facts)
+    if facts.instances:
+        changes += _existing_instance(d, facts, facts.instances[0])
+    else:
+        changes.append(_create_instance(d, facts))
+    return changes
+
+
+def drift_warnings(d: HostDesired, facts: HostFacts) -> list[str]:
+    """Differences provision reports but never repairs in place (they need `recreate`)."""
+    if not facts.instances:
+        return []
+    inst = facts.instances[0]
+    out = []
+    if inst.vpc_id and inst.vpc_id != facts.vpc_id:
+        out.append(f"{inst.id} is in {inst.vpc_id}, the playbook's network is {facts.vpc_id}: run recreate")
+    elif d.subnet_id and inst.subnet_id and inst.subnet_id != d.subnet_id:
+        out.append(f"{inst.id} is in subnet {inst.subnet_id}, the playbook says {d.subnet_id}: run recreate")
+    if d.image.startswith("ami-") and inst.image_id and inst.image_id != d.image:
+        out.append(f"{inst.id} runs {inst.image_id}, the playbook says {d.image}: run recreate")
+    if inst.key_name and inst.key_name != d.name:
+        out.append(f"{inst.id} was launched with key pair {inst.key_name}, not {d.name}")
+    return out
+
+
+# ------------------------------------------------------------------------------------------- teardown
+
+
+def plan_teardown(facts: TeardownFacts, project: str, environment: str) -> list[Change]:
+    """Terminate the tagged instances, then delete the tagged security group(s) and key pair."""
+    changes: list[Change] = []
+    instances = [i for i in facts.instances
+                 if owned(i.tags, project, environment) and i.state != "terminated"]
+    if instances:
+        live = [i.id for i in instances if i.state != "shutting-down"]
+        every = [i.id for i in instances]
+        steps = []
+        if live:
+            steps.append(Step(f"terminate {', '.join(live)}",
+                              effect=lambda ctx: ctx.terminate_instances(live)))
+        steps.append(Step("wait until terminated", effect=lambda ctx: ctx.wait_terminated(every)))
+        changes.append(Change("aws:instance", "delete", ", ".join(f"{i.id} {i.state}" for i in instances),
+                              tuple(steps), data={"instances": every}))
+    groups: list[SecurityGroupFact] = [g for g in facts.security_groups
+                                       if owned(g.tags, project, environment)]
+    for g in groups:
+        changes.append(Change("aws:security-group", "delete", f"{g.name} ({g.id}) in {g.vpc_id}", (
+            Step(f"delete security group {g.name} ({g.id})",
+                 effect=lambda ctx, gid=g.id: ctx.delete_security_group(gid)),),
+            data={"id": g.id}))
+    kp = facts.key_pair
+    if kp is not None and owned(kp.tags, project, environment):
+        name = kp.name
+        changes.append(Change("aws:key-pair", "delete", name, (
+            Step(f"delete key pair {name}", effect=lambda ctx: ctx.delete_key_pair(name)),),
+            data={"name": name}))
+    return changes

@@ -1,0 +1,311 @@
+"""The EC2 host plan: recorded describe responses → facts → changes; effects run against a fake context."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
+from provision.errors import InputError, StepFailed
+from provision.facts.aws import (
+    HostFacts,
+    ImageFact,
+    Rule,
+    TeardownFacts,
+    image_parameter,
+    key_fingerprints,
+    parse_image,
+    parse_instance,
+    parse_key_pair,
+    parse_rules,
+    parse_security_group,
+    read_local_key,
+)
+from provision.plan.host import client_tokens, desired_from_playbook, plan_host, plan_teardown
+from provision.spec import Playbook
+
+pytestmark = pytest.mark.unit
+
+TAGS = [{"Key": "dockyard:project", "Value": "shop"}, {"Key": "dockyard:environment", "Value": "staging"},
+        {"Key": "Name", "Value": "shop-staging"}]
+IMAGE = ImageFact(id="ami-0123456789abcdef0", root_device_name="/dev/sda1", architecture="x86_64")
+
+
+class FakeCtx:
+    """Records the effects' calls; plays the part of provision.providers.aws.AwsContext."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple[Any, ...]]] = []
+        self.security_group_id = "sg-new"
+        self.instance_id = "i-new"
+
+    def __getattr__(self, name: str) -> Any:
+        def record(*args: Any) -> None:
+            self.calls.append((name, args))
+        return record
+
+
+def apply(changes) -> FakeCtx:
+    ctx = FakeCtx()
+    for change in changes:
+        for step in change.steps:
+            step.effect(ctx)
+    return ctx
+
+
+def _pub(tmp_path: Path, kind: str = "ed25519") -> Path:
+    key = ed25519.Ed25519PrivateKey.generate() if kind == "ed25519" else \
+        rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    line = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    private = tmp_path / f"id_{kind}"
+    Path(str(private) + ".pub").write_bytes(line + b" me@laptop\n")
+    return private
+
+
+def _playbook(tmp_path: Path, **host: Any) -> Playbook:
+    data = {"project": "shop", "environment": "staging", "provider": "aws",
+            "host": {"region": "eu-west-1", "ssh_from": ["203.0.113.7/32"], "open_ports": [80, 443], **host},
+            "ssh": {"key_file": str(_pub(tmp_path))}}
+    return Playbook.model_validate(data)
+
+
+@pytest.fixture
+def desired(tmp_path: Path):
+    pb = _playbook(tmp_path, tags={"team": "web"})
+    return desired_from_playbook(pb, read_local_key(pb.key_file))
+
+
+def _sg(rules: list[dict[str, Any]], tags=TAGS) -> dict[str, Any]:
+    return {"GroupId": "sg-0aa", "GroupName": "dockyard-shop-staging", "VpcId": "vpc-1", "Tags": tags,
+            "IpPermissions": rules}
+
+
+def _instance(state: str = "running", itype: str = "t3.small", groups=("sg-0aa",)) -> dict[str, Any]:
+    return {"InstanceId": "i-0abc", "State": {"Name": state}, "InstanceType": itype, "ImageId": IMAGE.id,
+            "KeyName": "dockyard-shop-staging", "PublicIpAddress": "54.1.2.3", "PrivateIpAddress": "10.0.0.5",
+            "SubnetId": "subnet-1", "VpcId": "vpc-1", "Tags": TAGS,
+            "SecurityGroups": [{"GroupId": g, "GroupName": "x"} for g in groups]}
+
+
+CONVERGED_RULES = [
+    {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "203.0.113.7/32"}]},
+    {"IpProtocol": "tcp", "FromPort": 80, "ToPort": 80, "IpRanges": [{"CidrIp": "0.0.0.0/0"}],
+     "Ipv6Ranges": [{"CidrIpv6": "::/0"}]},
+    {"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443, "IpRanges": [{"CidrIp": "0.0.0.0/0"}],
+     "Ipv6Ranges": [{"CidrIpv6": "::/0"}]},
+]
+
+
+def _key(desired, fingerprint: str | None = None) -> dict[str, Any]:
+    return {"KeyName": "dockyard-shop-staging", "KeyPairId": "key-1", "KeyType": "ed25519", "Tags": TAGS,
+            "KeyFingerprint": fingerprint or sorted(desired.key.fingerprints)[0]}
+
+
+def _facts(desired, *, instances=(), sg=None, key=True, gone=()) -> HostFacts:
+    return HostFacts(region="eu-west-1", vpc_id="vpc-1",
+                     instances=tuple(parse_instance(i) for i in instances),
+                     gone=tuple(parse_instance(i) for i in gone),
+                     security_group=parse_security_group(sg) if sg else None,
+                     key_pair=parse_key_pair(_key(desired)) if key is True else key, image=IMAGE)
+
+
+def test_fresh_environment_creates_key_group_rules_and_instance_in_order(desired) -> None:
+    changes = plan_host(desired, _facts(desired, key=None))
+    assert [(c.target, c.action) for c in changes] == [
+        ("aws:key-pair", "create"), ("aws:security-group", "create"), ("aws:security-group:rules", "update"),
+        ("aws:instance", "create")]
+    ctx = apply(changes)
+    names = [name for name, _ in ctx.calls]
+    assert names == ["import_key_pair", "create_security_group", "authorize_ingress", "run_instance",
+                     "wait_running"]
+    key_name, material, key_tags = ctx.calls[0][1]
+    assert key_name == "dockyard-shop-staging" and material.startswith("ssh-ed25519 ")
+    assert key_tags["dockyard:project"] == "shop" and key_tags["team"] == "web"
+    group_id, perms = ctx.calls[2][1]
+    assert group_id is None  # the context's freshly created group is used
+    ssh = {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "203.0.113.7/32"}]}
+    assert ssh in perms
+    assert not any(p["FromPort"] == 22 and "Ipv6Ranges" in p for p in perms)
+    https6 = {"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443, "Ipv6Ranges": [{"CidrIpv6": "::/0"}]}
+    assert https6 in perms
+    assert len(perms) == 5
+    params, tokens = ctx.calls[3][1]
+    assert params["SecurityGroupIds"] == ["sg-new"]
+    assert params["MetadataOptions"]["HttpTokens"] == "required"
+    assert params["MetadataOptions"]["HttpPutResponseHopLimit"] == 2
+    assert params["BlockDeviceMappings"] == [{"DeviceName": "/dev/sda1", "Ebs": {
+        "VolumeSize": 20, "VolumeType": "gp3", "Encrypted": True, "DeleteOnTermination": True}}]
+    kinds = {spec["ResourceType"]: {t["Key"]: t["Value"] for t in spec["Tags"]}
+             for spec in params["TagSpecifications"]}
+    assert set(kinds) == {"instance", "volume"}
+    for tags in kinds.values():
+        assert tags["dockyard:project"] == "shop" and tags["dockyard:environment"] == "staging"
+        assert tags["Name"] == "shop-staging" and tags["team"] == "web"
+    assert params["KeyName"] == "dockyard-shop-staging" and params["ImageId"] == IMAGE.id
+    assert tokens == client_tokens("shop", "staging", "sg-new", ())
+
+
+def test_converged_environment_plans_nothing(desired) -> None:
+    facts = _facts(desired, instances=[_instance()], sg=_sg(CONVERGED_RULES))
+    assert plan_host(desired, facts) == []
+
+
+def test_rules_converge_missing_added_stale_removed(desired) -> None:
+    rules = [CONVERGED_RULES[0], CONVERGED_RULES[1],
+             {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]},
+             {"IpProtocol": "-1", "UserIdGroupPairs": [{"GroupId": "sg-other"}]}]
+    changes = plan_host(desired, _facts(desired, instances=[_instance()], sg=_sg(rules)))
+    assert [c.target for c in changes] == ["aws:security-group:rules"]
+    ctx = apply(changes)
+    (op1, (gid1, added)), (op2, (gid2, removed)) = ctx.calls
+    assert (op1, gid1, op2, gid2) == ("authorize_ingress", "sg-0aa", "revoke_ingress", "sg-0aa")
+    assert sorted(p["FromPort"] for p in added) == [443, 443]
+    open_ssh = {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}
+    assert open_ssh in removed
+    assert {"IpProtocol": "-1", "UserIdGroupPairs": [{"GroupId": "sg-other"}]} in removed
+    assert len(removed) == 2
+    assert changes[0].data["removed"] == sorted(changes[0].data["removed"])
+    assert "tcp/22 from 0.0.0.0/0" in changes[0].before and "tcp/22 from 0.0.0.0/0" not in changes[0].after
+
+
+def test_stopped_host_is_started_and_stopping_host_waited_for_first(desired) -> None:
+    changes = plan_host(desired, _facts(desired, instances=[_instance("stopped")], sg=_sg(CONVERGED_RULES)))
+    assert [(c.target, c.action) for c in changes] == [("aws:instance", "start")]
+    assert [n for n, _ in apply(changes).calls] == ["start_instance", "wait_running"]
+    changes = plan_host(desired, _facts(desired, instances=[_instance("stopping")], sg=_sg(CONVERGED_RULES)))
+    assert [n for n, _ in apply(changes).calls] == ["wait_stopped", "start_instance", "wait_running"]
+
+
+def test_instance_type_drift_is_a_resize_change_that_stops_modifies_and_starts(desired) -> None:
+    changes = plan_host(desired, _facts(desired, instances=[_instance(itype="t3.micro")],
+                                        sg=_sg(CONVERGED_RULES)))
+    assert [(c.target, c.action) for c in changes] == [("aws:instance:type", "resize")]
+    assert changes[0].data == {"flag": "--resize"}
+    calls = apply(changes).calls
+    assert calls == [("stop_instance", ("i-0abc",)), ("wait_stopped", ("i-0abc",)),
+                     ("modify_instance_type", ("i-0abc", "t3.small")), ("start_instance", ("i-0abc",)),
+                     ("wait_running", ("i-0abc",))]
+
+
+def test_resize_of_a_stopped_host_modifies_before_the_start(desired) -> None:
+    changes = plan_host(desired, _facts(desired, instances=[_instance("stopped", itype="t3.micro")],
+                                        sg=_sg(CONVERGED_RULES)))
+    assert [c.target for c in changes] == ["aws:instance:type", "aws:instance"]
+    assert [n for n, _ in apply(changes).calls] == ["modify_instance_type", "start_instance", "wait_running"]
+
+
+def test_missing_group_on_existing_instance_is_attached(desired) -> None:
+    changes = plan_host(desired, _facts(desired, instances=[_instance(groups=("sg-default",))],
+                                        sg=_sg(CONVERGED_RULES)))
+    assert apply(changes).calls == [("set_instance_groups", ("i-0abc", ["sg-default", "sg-0aa"]))]
+
+
+def test_key_pair_with_another_fingerprint_is_an_error_never_an_overwrite(desired) -> None:
+    bad = parse_key_pair(_key(desired, fingerprint="aa:bb:cc"))
+    with pytest.raises(StepFailed, match=r"dockyard-shop-staging.*aa:bb:cc.*never overwrites"):
+        plan_host(desired, _facts(desired, key=bad))
+
+
+def test_key_pair_matches_by_returned_public_key_too(desired) -> None:
+    kp = parse_key_pair({**_key(desired, fingerprint="zz"), "PublicKey": desired.key.material.split()[0] + " "
+                         + desired.key.blob + " other-comment"})
+    assert [c.target for c in plan_host(desired, _facts(desired, key=kp, sg=_sg(CONVERGED_RULES),
+                                                        instances=[_instance()]))] == []
+
+
+def test_more_than_one_tagged_instance_is_refused(desired) -> None:
+    second = {**_instance(), "InstanceId": "i-0def"}
+    with pytest.raises(StepFailed, match=r"2 instances carry the tags.*i-0abc.*i-0def"):
+        plan_host(desired, _facts(desired, instances=[_instance(), second], sg=_sg(CONVERGED_RULES)))
+
+
+def test_untagged_group_with_our_name_is_not_touched(desired) -> None:
+    with pytest.raises(StepFailed, match="does not carry the tags"):
+        plan_host(desired, _facts(desired, sg=_sg(CONVERGED_RULES, tags=[])))
+
+
+def test_port_22_in_open_ports_is_invalid_input(tmp_path: Path) -> None:
+    pb = _playbook(tmp_path, open_ports=[22, 80])
+    with pytest.raises(InputError, match="port 22"):
+        desired_from_playbook(pb, read_local_key(pb.key_file))
+
+
+def test_client_tokens_are_stable_per_generation_and_new_after_teardown() -> None:
+    first = client_tokens("shop", "staging", "sg-1", ())
+    assert first == client_tokens("shop", "staging", "sg-1", ())  # a retry reuses the token
+    assert len(set(first)) == 3 and all(len(t) <= 64 and t.isascii() for t in first)
+    assert first[0] != client_tokens("shop", "staging", "sg-2", ())[0]  # new group after teardown
+    assert first[0] != client_tokens("shop", "staging", "sg-1", ("i-dead",))[0]  # instance terminated
+    assert first[0] != client_tokens("shop", "prod", "sg-1", ())[0]
+
+
+def test_teardown_touches_only_what_carries_both_tags() -> None:
+    foreign = {**_instance(), "InstanceId": "i-foreign",
+               "Tags": [{"Key": "dockyard:project", "Value": "shop"}]}
+    facts = TeardownFacts(
+        instances=(parse_instance(_instance()), parse_instance(foreign),
+                   parse_instance({**_instance("shutting-down"), "InstanceId": "i-dying"})),
+        security_groups=(parse_security_group(_sg([])), parse_security_group({**_sg([]), "GroupId": "sg-x",
+                                                                                "Tags": []})),
+        key_pair=parse_key_pair({"KeyName": "dockyard-shop-staging", "KeyFingerprint": "x", "Tags": TAGS}))
+    changes = plan_teardown(facts, "shop", "staging")
+    assert [(c.target, c.action) for c in changes] == [
+        ("aws:instance", "delete"), ("aws:security-group", "delete"), ("aws:key-pair", "delete")]
+    assert apply(changes).calls == [
+        ("terminate_instances", (["i-0abc"],)), ("wait_terminated", (["i-0abc", "i-dying"],)),
+        ("delete_security_group", ("sg-0aa",)), ("delete_key_pair", ("dockyard-shop-staging",))]
+    untagged_key = parse_key_pair({"KeyName": "dockyard-shop-staging", "KeyFingerprint": "x"})
+    assert plan_teardown(TeardownFacts(key_pair=untagged_key), "shop", "staging") == []
+
+
+def test_parsers_flatten_rules_and_find_the_root_device() -> None:
+    rules = parse_rules([{"IpProtocol": "tcp", "FromPort": 80, "ToPort": 81,
+                          "IpRanges": [{"CidrIp": "1.2.3.0/24"}, {"CidrIp": "5.6.7.8/32"}]},
+                         {"IpProtocol": "-1", "PrefixListIds": [{"PrefixListId": "pl-1"}]}])
+    assert sorted(map(str, rules)) == ["all traffic from pl-1", "tcp/80-81 from 1.2.3.0/24",
+                                       "tcp/80-81 from 5.6.7.8/32"]
+    assert Rule.tcp(22, "2001:db8::/32").permission() == {
+        "IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "Ipv6Ranges": [{"CidrIpv6": "2001:db8::/32"}]}
+    assert parse_image({"ImageId": "ami-1", "RootDeviceName": "/dev/xvda"}).root_device_name == "/dev/xvda"
+    assert parse_image({"ImageId": "ami-1", "BlockDeviceMappings": [
+        {"DeviceName": "/dev/sdb", "VirtualName": "ephemeral0"},
+        {"DeviceName": "/dev/sda1", "Ebs": {}}]}).root_device_name == "/dev/sda1"
+
+
+def test_image_parameters_follow_the_architecture_of_the_instance_type() -> None:
+    assert image_parameter("ubuntu-24.04", "t3.small") == \
+        "/aws/service/canonical/ubuntu/server/24.04/stable/current/amd64/hvm/ebs-gp3/ami-id"
+    assert "/arm64/" in image_parameter("ubuntu-22.04", "t4g.small")
+    assert image_parameter("al2023", "m7gd.large").endswith("al2023-ami-kernel-default-arm64")
+    assert image_parameter("al2023", "g5.xlarge").endswith("al2023-ami-kernel-default-x86_64")
+    assert image_parameter("debian-12", "c6gn.large") == "/aws/service/debian/release/12/latest/arm64"
+
+
+def test_ed25519_fingerprint_includes_openssh_sha256_form(tmp_path: Path) -> None:
+    private = _pub(tmp_path, "ed25519")
+    out = subprocess.run(["ssh-keygen", "-l", "-E", "sha256", "-f", str(private) + ".pub"],
+                         capture_output=True, text=True, check=True).stdout
+    openssh = out.split()[1].removeprefix("SHA256:")
+    key_type, _, prints = key_fingerprints(Path(str(private) + ".pub").read_text())
+    assert key_type == "ed25519"
+    assert openssh in prints and openssh + "=" in prints
+
+
+def test_rsa_fingerprint_is_md5_of_the_der_public_key_as_aws_documents(tmp_path: Path) -> None:
+    private = _pub(tmp_path, "rsa")
+    pem = subprocess.run(["ssh-keygen", "-e", "-m", "PKCS8", "-f", str(private) + ".pub"],
+                         capture_output=True, check=True).stdout
+    der = subprocess.run(["openssl", "pkey", "-pubin", "-outform", "DER"], input=pem, capture_output=True,
+                         check=True).stdout
+    md5 = subprocess.run(["openssl", "md5", "-c"], input=der, capture_output=True,
+                         check=True).stdout.decode().split()[-1]
+    assert key_fingerprints(Path(str(private) + ".pub").read_text())[2] == {md5}
+
+
+def test_missing_public_key_is_invalid_input_naming_the_file(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"id_none\.pub.*ssh-keygen"):
+        read_local_key(tmp_path / "id_none")
