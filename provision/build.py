@@ -63,7 +63,7 @@ def compile_pattern(text: str) -> Pattern:
     if exclusion:
         text = text[1:].strip()
     if not text:
-        raise ValueError("illegal exclusion pattern: \"!\"")
+        raise ValueError('illegal exclusion pattern: "!"')
     text = clean_pattern(text)
     out: list[str] = []
     i, n = 0, len(text)
@@ -92,7 +92,7 @@ def compile_pattern(text: str) -> Pattern:
             end = _class_end(text, i)
             if end < 0:
                 raise ValueError(f"bad .dockerignore pattern {text!r}: unterminated '['")
-            out.append(text[i:end + 1])  # a class passes through, as in patternmatcher ([^a] negates)
+            out.append(text[i : end + 1])  # a class passes through, as in patternmatcher ([^a] negates)
             i = end
         else:
             out.append(re.escape(ch))
@@ -136,7 +136,7 @@ class Matcher:
 
     def excluded(self, path: str) -> bool:
         parts = path.split("/")
-        parents = ["/".join(parts[:i + 1]) for i in range(len(parts) - 1)]
+        parents = ["/".join(parts[: i + 1]) for i in range(len(parts) - 1)]
         matched = False
         for pattern in self.patterns:
             if pattern.exclusion != matched:
@@ -240,8 +240,9 @@ def walk_context(root: Path, matcher: Matcher, always: Iterable[str] = ()) -> It
             if stat.S_ISLNK(st.st_mode):
                 yield ContextEntry(rel, "symlink", stat.S_IMODE(st.st_mode), link=os.readlink(full))
             elif stat.S_ISREG(st.st_mode):
-                yield ContextEntry(rel, "file", stat.S_IMODE(st.st_mode), source=full,
-                                   digest=_file_digest(full))
+                yield ContextEntry(
+                    rel, "file", stat.S_IMODE(st.st_mode), source=full, digest=_file_digest(full)
+                )
             # sockets, fifos and devices are not sent (docker errors on some; we ignore them)
 
     yield from visit("", root)
@@ -261,8 +262,12 @@ def content_hash(dockerfile_text: str, entries: Iterable[ContextEntry], build_ar
     return h.hexdigest()
 
 
-def assemble(root: Path, dockerfile_text: str, build_args: Mapping[str, str] | None = None,
-             dockerfile_path: str | None = None) -> BuildContext:
+def assemble(
+    root: Path,
+    dockerfile_text: str,
+    build_args: Mapping[str, str] | None = None,
+    dockerfile_path: str | None = None,
+) -> BuildContext:
     """Assemble the context of `root`.
 
     `dockerfile_path` is given for apps with their own `dockerfile:` (a path inside the context; always sent);
@@ -288,12 +293,19 @@ def assemble(root: Path, dockerfile_text: str, build_args: Mapping[str, str] | N
         path = INJECTED_DOCKERFILE
         entries = [e for e in walk_context(root, Matcher(patterns), always) if e.path != path]
         data = dockerfile_text.encode()
-        entries.append(ContextEntry(path, "file", 0o644, content=data,
-                                    digest=hashlib.sha256(data).hexdigest()))
+        entries.append(
+            ContextEntry(path, "file", 0o644, content=data, digest=hashlib.sha256(data).hexdigest())
+        )
         entries.sort(key=lambda e: e.path)
     digest = content_hash(dockerfile_text, entries, args)
-    return BuildContext(root=root, dockerfile_path=path, dockerfile_text=dockerfile_text, build_args=args,
-                        entries=entries, content_hash=digest)
+    return BuildContext(
+        root=root,
+        dockerfile_path=path,
+        dockerfile_text=dockerfile_text,
+        build_args=args,
+        entries=entries,
+        content_hash=digest,
+    )
 
 
 def image_tag(project: str, app: str, content_hash: str) -> str:

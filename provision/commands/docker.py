@@ -1,0 +1,319 @@
+"""Pure builders for an app's Docker objects: names, labels, the health probe and the `docker create` argv.
+
+The container is created with the docker CLI on the host (`docker create … --env-file PATH …`, one SSH exec)
+because that is the only way to hand the engine an env file without the values passing through dockyard's
+argv: the Docker API has no env-file field. What that means, honestly: the engine stores the secret values in
+the container's `Config.Env`, so `docker inspect` shows them to whoever may talk to the engine on the host
+(root-equivalent anyway) — exactly as `docker run --env-file` does. They are never in the image (no build arg,
+no layer: `docker history` is clean), nor in the argv dockyard runs or prints, the labels, the config hash
+(which covers a digest of them), `--diff`, the recap or the logs.
+
+The http health probe is a Docker HEALTHCHECK run inside the container by `/bin/sh` with whatever client the
+image has: python3, node, curl, wget (also busybox's), then perl (Debian's perl-base is essential), then
+bash's /dev/tcp. That covers the four built-in templates and most images; an image without `/bin/sh` (e.g.
+distroless) needs `healthcheck.cmd`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+
+from provision.spec import AppSpec, HealthcheckSpec
+
+LABEL_PROJECT = "dockyard.project"
+LABEL_ENVIRONMENT = "dockyard.environment"
+LABEL_APP = "dockyard.app"
+LABEL_CONFIG_HASH = "dockyard.config-hash"
+LABEL_BUILD_HASH = "dockyard.build-hash"
+LABEL_VOLUME = "dockyard.volume"
+
+
+def scope(project: str, environment: str) -> str:
+    return f"{project}-{environment}"
+
+
+def network_name(project: str, environment: str, app: str) -> str:
+    return f"{project}-{environment}-{app}"
+
+
+def volume_name(project: str, environment: str, app: str, volume: str) -> str:
+    return f"{project}-{environment}-{app}-{volume}"
+
+
+def container_name(project: str, environment: str, app: str, config_hash: str) -> str:
+    # the hash in the name lets the new container run beside the old one while it proves healthy
+    return f"{project}-{environment}-{app}-{config_hash[:10]}"
+
+
+def owner_labels(project: str, environment: str, app: str | None = None) -> dict[str, str]:
+    labels = {LABEL_PROJECT: project, LABEL_ENVIRONMENT: environment}
+    if app is not None:
+        labels[LABEL_APP] = app
+    return labels
+
+
+def label_filters(project: str, environment: str, app: str | None = None) -> list[str]:
+    return [f"{k}={v}" for k, v in owner_labels(project, environment, app).items()]
+
+
+def env_file_path(user: str, project: str, environment: str, app: str) -> str:
+    """Where an app's secrets env file lives on the host (0600, in a 0700 directory).
+
+    root: /var/lib/dockyard/…; another user: ~/.dockyard/… written relative (SFTP and SSH commands start in
+    the home directory), so no sudo is needed to write it nor for the docker CLI to read it.
+    """
+    base = "/var/lib/dockyard" if user == "root" else ".dockyard"
+    return f"{base}/{scope(project, environment)}/{app}.env"
+
+
+def env_file_content(values: Mapping[str, str]) -> bytes:
+    """docker's env-file format: one NAME=value per line, taken literally (no quotes, no expansion)."""
+    lines = []
+    for name in sorted(values):
+        value = values[name]
+        if "\n" in value or "\r" in value or "\0" in value:
+            # an env file cannot carry a newline; the caller validates before anything is touched
+            raise ValueError(f"secret {name} contains a newline, which an env file cannot carry")
+        lines.append(f"{name}={value}\n")
+    return "".join(lines).encode()
+
+
+# --- health ------------------------------------------------------------------------------------------------
+
+_PY = (
+    "import sys,urllib.request as u\ntry:\n"
+    " u.build_opener(u.ProxyHandler({})).open(sys.argv[1],timeout=float(sys.argv[2])).read(1)\n"
+    "except Exception as e:\n print(e)\n sys.exit(1)"
+)
+_NODE = (
+    "const r=require('http').get(process.argv[1],s=>process.exit(s.statusCode<400?0:1));"
+    "r.setTimeout(parseFloat(process.argv[2])*1000,()=>process.exit(1));r.on('error',()=>process.exit(1))"
+)
+_PERL = (
+    'use IO::Socket::INET;my $s=IO::Socket::INET->new(PeerAddr=>"127.0.0.1",PeerPort=>$ARGV[0],'
+    'Timeout=>$ARGV[2]) or exit 1;print $s "GET $ARGV[1] HTTP/1.0\\r\\nHost: localhost\\r\\n\\r\\n";'
+    "my $l=<$s>;exit((defined $l && $l=~m{^HTTP/\\S+ [23]\\d\\d})?0:1)"
+)
+
+
+def http_probe(port: int, path: str, timeout: float) -> str:
+    """A POSIX sh command that succeeds when GET http://127.0.0.1:PORT/PATH answers 2xx/3xx."""
+    url = f"http://127.0.0.1:{port}{path}"
+    t = f"{max(timeout, 1.0):g}"
+    q = shlex.quote
+    return (
+        "unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY; "
+        f"if command -v python3 >/dev/null 2>&1; then python3 -c {q(_PY)} {q(url)} {t}; "
+        f"elif command -v node >/dev/null 2>&1; then node -e {q(_NODE)} {q(url)} {t}; "
+        f"elif command -v curl >/dev/null 2>&1; then curl -fsS -o /dev/null -m {t} {q(url)}; "
+        f"elif command -v wget >/dev/null 2>&1; then wget -q -O /dev/null -T {t} {q(url)}; "
+        f"elif command -v perl >/dev/null 2>&1; then perl -e {q(_PERL)} {port} {q(path)} {t}; "
+        f"elif command -v bash >/dev/null 2>&1; then bash -c "
+        + q(
+            f'exec 3<>/dev/tcp/127.0.0.1/{port} && printf "GET %s HTTP/1.0\\r\\n\\r\\n" "$0" >&3 && '
+            'head -n1 <&3 | grep -q "^HTTP/[0-9.]* [23][0-9][0-9]"'
+        )
+        + f" {q(path)}; "
+        "else exit 1; fi"
+    )
+
+
+@dataclass(frozen=True)
+class Health:
+    test: str  # a shell command (CMD-SHELL)
+    interval: float
+    timeout: float
+    retries: int
+    start_period: float
+    wait: float  # how long deploy waits for "healthy" (not part of the container)
+
+
+def health_for(app: AppSpec) -> Health | None:
+    hc: HealthcheckSpec | None = app.healthcheck
+    if hc is None:
+        return None
+    if hc.http is not None:
+        assert app.port is not None  # the spec guarantees it
+        test = http_probe(app.port, hc.http, hc.timeout)
+    else:
+        assert hc.cmd is not None
+        test = shlex.join(hc.cmd)
+    return Health(
+        test=test,
+        interval=hc.interval,
+        timeout=hc.timeout,
+        retries=hc.retries,
+        start_period=hc.start_period,
+        wait=hc.wait,
+    )
+
+
+def _dur(seconds: float) -> str:
+    ms = round(seconds * 1000)
+    return f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms}ms"
+
+
+# --- the container -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ContainerConfig:
+    """Everything that decides a container; its hash (the `dockyard.config-hash` label) decides recreation."""
+
+    project: str
+    environment: str
+    app: str
+    image: str  # <project>/<app>:<hash12>
+    build_hash: str
+    command: tuple[str, ...] | None = None
+    env: tuple[tuple[str, str], ...] = ()
+    secrets: tuple[str, ...] = ()  # names only
+    secret_digests: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # name → digest (not value)
+    env_file: str | None = None  # remote path, set when there are secrets
+    port: int | None = None
+    publish: tuple[str, int] | None = None  # (host_ip or "" for all interfaces, host port)
+    volumes: tuple[tuple[str, str], ...] = ()  # (volume name, container path)
+    memory: int | None = None
+    cpus: float | None = None
+    restart: str = "unless-stopped"
+    health: Health | None = None
+    read_only: bool = False
+    tmpfs: tuple[str, ...] = ()
+    network: str = ""
+    extra_networks: tuple[str, ...] = ()  # networks of the apps this one may reach
+    security_opt: tuple[str, ...] = ("no-new-privileges",)
+
+    def _canonical(self) -> str:
+        doc = asdict(self)
+        doc["v"] = 1
+        return json.dumps(doc, sort_keys=True, separators=(",", ":"), default=list)
+
+    @property
+    def config_hash(self) -> str:
+        return hashlib.sha256(self._canonical().encode()).hexdigest()
+
+    @property
+    def name(self) -> str:
+        return container_name(self.project, self.environment, self.app, self.config_hash)
+
+    @property
+    def labels(self) -> dict[str, str]:
+        labels = owner_labels(self.project, self.environment, self.app)
+        labels[LABEL_CONFIG_HASH] = self.config_hash
+        labels[LABEL_BUILD_HASH] = self.build_hash
+        return labels
+
+    def create_argv(self) -> tuple[str, ...]:
+        """`docker create …`: no secret value in it (secrets come from the env file)."""
+        a: list[str] = ["docker", "create", "--name", self.name]
+        for key, value in sorted(self.labels.items()):
+            a += ["--label", f"{key}={value}"]
+        a += ["--network", self.network, "--network-alias", self.app]
+        for key, value in self.env:
+            a += ["--env", f"{key}={value}"]
+        if self.env_file:
+            a += ["--env-file", self.env_file]
+        if self.publish is not None and self.port is not None:
+            host_ip, host_port = self.publish
+            bind = f"[{host_ip}]" if ":" in host_ip else host_ip
+            a += ["--publish", f"{bind}:{host_port}:{self.port}" if host_ip else f"{host_port}:{self.port}"]
+        for vol, target in self.volumes:
+            a += ["--mount", f"type=volume,source={vol},target={target}"]
+        if self.memory is not None:
+            a += ["--memory", str(self.memory)]
+        if self.cpus is not None:
+            a += ["--cpus", f"{self.cpus:g}"]
+        a += ["--restart", self.restart]
+        if self.health is not None:
+            h = self.health
+            a += [
+                "--health-cmd",
+                h.test,
+                "--health-interval",
+                _dur(h.interval),
+                "--health-timeout",
+                _dur(h.timeout),
+                "--health-retries",
+                str(h.retries),
+            ]
+            if h.start_period:
+                a += ["--health-start-period", _dur(h.start_period)]
+        for opt in self.security_opt:
+            a += ["--security-opt", opt]
+        if self.read_only:
+            a.append("--read-only")
+        for path in self.tmpfs:
+            a += ["--tmpfs", f"{path}:rw,nosuid,nodev"]
+        a.append(self.image)
+        if self.command:
+            a += list(self.command)
+        return tuple(a)
+
+    def describe(self) -> str:
+        """A secret-free text form for --diff (one setting per line)."""
+        lines = [f"image: {self.image}"]
+        if self.command:
+            lines.append(f"command: {shlex.join(self.command)}")
+        lines += [f"env {k}={v}" for k, v in self.env]
+        lines += [f"secret {name} (from env file)" for name in self.secrets]
+        if self.publish is not None:
+            host_ip, host_port = self.publish
+            lines.append(f"publish: {host_ip or '0.0.0.0'}:{host_port} -> {self.port}")
+        lines += [f"volume {v} -> {t}" for v, t in self.volumes]
+        if self.memory is not None:
+            lines.append(f"memory: {self.memory}")
+        if self.cpus is not None:
+            lines.append(f"cpus: {self.cpus:g}")
+        lines.append(f"restart: {self.restart}")
+        if self.health is not None:
+            lines.append(f"health: every {_dur(self.health.interval)}, {self.health.retries} retries")
+        lines.append(f"read-only root: {'yes' if self.read_only else 'no'}")
+        lines.append(f"networks: {', '.join((self.network, *self.extra_networks))}")
+        lines.append(f"config hash: {self.config_hash[:12]}")
+        return "\n".join(lines) + "\n"
+
+
+def container_config(
+    project: str,
+    environment: str,
+    app_name: str,
+    app: AppSpec,
+    *,
+    image: str,
+    build_hash: str,
+    secret_digests: Mapping[str, str],
+    ssh_user: str,
+    read_only: bool,
+    tmpfs: tuple[str, ...] = ("/tmp",),
+) -> ContainerConfig:
+    """The desired container of one app; `read_only` is resolved (app setting, else template default)."""
+    publish = (app.publish.host_ip, app.publish.host_port) if app.publish is not None else None
+    return ContainerConfig(
+        project=project,
+        environment=environment,
+        app=app_name,
+        image=image,
+        build_hash=build_hash,
+        command=app.command,
+        env=tuple(sorted(app.env.items())),
+        secrets=tuple(sorted(app.secrets)),
+        secret_digests=tuple(sorted((n, secret_digests[n]) for n in app.secrets)),
+        env_file=env_file_path(ssh_user, project, environment, app_name) if app.secrets else None,
+        port=app.port,
+        publish=publish,
+        volumes=tuple(
+            sorted((volume_name(project, environment, app_name, v), t) for v, t in app.volumes.items())
+        ),
+        memory=app.memory,
+        cpus=app.cpus,
+        restart=app.restart,
+        health=health_for(app),
+        read_only=read_only,
+        tmpfs=tmpfs if read_only else (),
+        network=network_name(project, environment, app_name),
+        extra_networks=tuple(network_name(project, environment, other) for other in sorted(app.reach)),
+    )
