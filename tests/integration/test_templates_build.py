@@ -11,6 +11,7 @@ no-new-privileges; python-web also writes to and reads from a named volume as th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import subprocess
@@ -61,20 +62,14 @@ def cleanup(docker_client) -> Iterator[dict[str, list[str]]]:
     made: dict[str, list[str]] = {"containers": [], "images": [], "volumes": []}
     yield made
     for name in made["containers"]:
-        try:
+        with contextlib.suppress(NotFound):
             docker_client.containers.get(name).remove(force=True, v=True)
-        except NotFound:
-            pass
     for name in made["volumes"]:
-        try:
+        with contextlib.suppress(NotFound):
             docker_client.volumes.get(name).remove(force=True)
-        except NotFound:
-            pass
     for tag in made["images"]:
-        try:
+        with contextlib.suppress(NotFound):
             docker_client.images.remove(tag, force=True)
-        except NotFound:
-            pass
 
 
 def _playbook(tmp_path: Path, template: str, case: dict[str, Any], base_image: str) -> Path:
