@@ -76,7 +76,9 @@ def _yaml_problem(exc: yaml.MarkedYAMLError, path: Path) -> Problem:
 
 def _walk(loader: yaml.SafeLoader, node: yaml.Node, path: PathT, file: Path, locs: Locs,
           problems: list[Problem], active: set[int]) -> None:
-    if id(node) in active:  # a recursive alias; the constructor deals with it
+    if id(node) in active:
+        problems.append(Problem("a YAML alias refers to a value that contains it (recursive structure)",
+                                file, _format(path), locs.get(path, (file, node.start_mark.line + 1))[1]))
         return
     active = active | {id(node)}
     if isinstance(node, yaml.SequenceNode):
@@ -96,6 +98,12 @@ def _walk(loader: yaml.SafeLoader, node: yaml.Node, path: PathT, file: Path, loc
                                         _format(path), line))
                 continue
             key = loader.construct_object(key_node)
+            if not isinstance(key, str):
+                problems.append(Problem(
+                    f"key {key_node.value!r} is read by YAML as {_key_kind(key)}, not a name; quote it "
+                    f"(\"{key_node.value}\") if you meant the text", file, _format((*path, key_node.value)),
+                    line))
+                continue
             if key in seen:
                 problems.append(Problem(f"duplicate key {key!r} (first given at line {seen[key]})", file,
                                         _format((*path, key)), line))
@@ -290,6 +298,12 @@ def _format(path: PathT, data: Any = None) -> str:
         else:
             node = None
     return text
+
+
+def _key_kind(key: Any) -> str:
+    if key is None or isinstance(key, bool):
+        return "null" if key is None else str(key).lower()
+    return "a number" if isinstance(key, int | float) else f"a {type(key).__name__}"
 
 
 def _kind(v: Any) -> str:

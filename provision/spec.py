@@ -324,6 +324,11 @@ class AppSpec(Frozen):
     def _publish(cls, v: Any) -> Any:
         return _parse_publish(v)
 
+    @field_validator("restart", mode="before")
+    @classmethod
+    def _restart(cls, v: Any) -> Any:
+        return "no" if v is False else v  # YAML 1.1 reads an unquoted `no` as false
+
     @field_validator("template")
     @classmethod
     def _template(cls, v: str | None) -> str | None:

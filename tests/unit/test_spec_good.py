@@ -132,3 +132,9 @@ def test_publish_overlap(a: str, b: str, clash: bool) -> None:
     pb = AppSpec(template="t", port=1, publish=b).publish
     assert pa is not None and pb is not None
     assert pa.overlaps(pb) is clash and pb.overlaps(pa) is clash
+
+
+def test_unquoted_restart_no_means_no(tmp_path: Path) -> None:
+    pb = tmp_path / "dev.yml"
+    pb.write_text("project: shop\nprovider: local\napps:\n  job: {template: generic, restart: no}\n")
+    assert load_playbook(pb).apps["job"].restart == "no"
