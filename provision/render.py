@@ -249,8 +249,11 @@ def _render(playbook: Playbook | None, rel: str, variables: Mapping[str, Any], *
         line = _template_line(exc.__traceback__)
         at = f" (at {line})" if line else ""
         if name:
-            msg = (f"{what} needs variable {name!r}{at}, which is not set{for_app}: "
-                   f"set it in {var_hint}.{name}" + (" or the top-level vars" if app_name else ""))
+            if app_name and name in _APP_KEYS:
+                hint = f"set apps.{app_name}.{name} (or {var_hint}.{name})"
+            else:
+                hint = f"set it in {var_hint}.{name}" + (" or the top-level vars" if app_name else "")
+            msg = f"{what} needs variable {name!r}{at}, which is not set{for_app}: {hint}"
             raise InputError.single(msg, file, f"{var_hint}.{name}") from None
         raise InputError.single(f"{what}{for_app}: {exc}{at}", file, var_hint) from None
     except TemplateFailure as exc:
@@ -268,6 +271,7 @@ def _render(playbook: Playbook | None, rel: str, variables: Mapping[str, Any], *
         raise InputError.single(f"{what}{for_app}: bad variable value: {exc}{at}", file, var_hint) from None
 
 
+_APP_KEYS = ("port", "command")  # built-in variables that come from the app's own keys
 _UNDEFINED_RES = (re.compile(r"^'([^']+)' is undefined"),
                   re.compile(r"has no attribute '([^']+)'"),
                   re.compile(r"has no element '?([^']+?)'?$"))

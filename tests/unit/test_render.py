@@ -167,7 +167,7 @@ def test_missing_variable_names_template_variable_app_and_key_path(tmp_path: Pat
     p = problem(exc)
     assert p.file == pb.source and p.key_path == "apps.web.vars.port"
     assert "template 'python-web'" in p.message and "variable 'port'" in p.message
-    assert "app 'web'" in p.message
+    assert "app 'web'" in p.message and "set apps.web.port" in p.message
     assert re.search(r"python-web\.Dockerfile\.j2:\d+", p.message), p.message
 
 
