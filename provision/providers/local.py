@@ -184,7 +184,8 @@ def ensure_key(path: Path, *, generate: bool) -> str:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
                                     serialization.NoEncryption())
-        with path.open("wb", opener=lambda p, flags: os.open(p, flags, 0o600)) as fh:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
             fh.write(private)
         line = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
                                              serialization.PublicFormat.OpenSSH)
@@ -259,10 +260,10 @@ class LocalContext:
     def build(self, what: str, names: tuple[str, ...], say: Any) -> None:
         from provision.sandbox import ensure_base_images, ensure_sandbox_image
 
-        built = [ensure_sandbox_image(self.client, say)] if what == "sandbox" else \
+        if what == "sandbox":
+            ensure_sandbox_image(self.client, say)
+        else:
             ensure_base_images(self.client, names, say)
-        for b in built:
-            say(f"{b.ref}: built from the {'debootstrap minbase' if b.via == 'debootstrap' else b.via} image")
 
 
 def pin_host_key(client: Any, container_id: str, known_hosts: Path, port: int) -> None:

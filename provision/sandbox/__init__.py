@@ -225,7 +225,8 @@ def _build(client: Any, ref: str, files: Mapping[str, bytes], base: str, via: st
         lines = [str(x.get("stream") or x.get("error") or "").rstrip() for x in exc.build_log]
         tail = "\n".join(line for line in lines if line)[-1500:]
         raise StepFailed(f"building {ref} failed: {exc.msg}\n{tail}") from None
-    say(f"sandbox: built {ref} FROM {base} ({via})")
+    how = "the debootstrap minbase (no registry)" if via == "debootstrap" else "the registry's image"
+    say(f"built {ref} FROM {base}: {how}")
 
 
 def _ensure(client: Any, ref: str, files: Mapping[str, bytes], say: Say) -> Built:

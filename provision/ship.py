@@ -1,0 +1,164 @@
+"""Ship images from the local engine to a host's engine without a registry: `docker save | docker load`.
+
+The image is streamed: the local engine's `GET /images/{name}/get` chunks (Docker SDK `Image.save`) are
+written into the stdin of `docker load` on the host, over the host's one SSH connection (a new channel on
+the same paramiko Transport; nothing is buffered whole, nothing is written to disk on either side).
+
+Only images the host lacks are shipped: the image id (the config digest, which save/load preserves) is
+compared locally and on the host, so a second ship of the same image is a no-op. This is how a local
+sandbox's inner engine gets the base images the apps build FROM, and the first half of `build: local`
+(build on this machine, ship the result).
+
+    plan_ship(refs, local_ids, remote_ids) -> list[str]          # pure: which refs to send
+    ship(client, remote, refs, *, sudo=False, say=None) -> list[Shipped]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from provision.errors import StepFailed
+
+CHUNK = 1 << 20  # bytes per chunk read from the local engine
+SEND = 1 << 16  # bytes per SSH write
+TAIL = 600
+
+
+@dataclass(frozen=True)
+class Shipped:
+    ref: str
+    image_id: str
+    shipped: bool  # False: the host already had this image id under this name
+    size: int = 0  # bytes streamed
+
+
+def plan_ship(refs: Iterable[str], local_ids: Mapping[str, str], remote_ids: Mapping[str, str | None]
+              ) -> list[str]:
+    """The refs whose image (by id) the host does not have under that name, in order, without repeats."""
+    out: list[str] = []
+    for ref in refs:
+        if ref not in out and remote_ids.get(ref) != local_ids[ref]:
+            out.append(ref)
+    return out
+
+
+def load_command(*, sudo: bool, user: str) -> str:
+    from provision.remote import command_line
+
+    return command_line(["docker", "load"], sudo=sudo, user=user)
+
+
+def inspect_argv(refs: Iterable[str]) -> list[str]:
+    """One round trip for every ref: prints `<ref> <id>` per image the host has (nothing for the others)."""
+    script = 'for r in "$@"; do i=$(docker image inspect --format "{{.Id}}" "$r" 2>/dev/null) && ' \
+             'printf "%s %s\\n" "$r" "$i"; done; exit 0'
+    return ["sh", "-c", script, "sh", *refs]
+
+
+def parse_inspect(stdout: str) -> dict[str, str]:
+    out = {}
+    for line in stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].startswith("sha256:"):
+            out[parts[0]] = parts[1]
+    return out
+
+
+# --- effects --------------------------------------------------------------------------------------------
+
+
+def local_ids(client: Any, refs: Iterable[str]) -> dict[str, str]:
+    import docker
+
+    out = {}
+    for ref in refs:
+        try:
+            out[ref] = client.images.get(ref).id
+        except docker.errors.ImageNotFound:
+            raise StepFailed(f"cannot ship {ref}: the local engine has no such image") from None
+    return out
+
+
+def remote_ids(remote: Any, refs: list[str], *, sudo: bool = False) -> dict[str, str]:
+    if not refs:
+        return {}
+    return parse_inspect(remote.run(inspect_argv(refs), sudo=sudo).stdout)
+
+
+def _chunks(client: Any, ref: str) -> Iterator[bytes]:
+    image = client.images.get(ref)
+    named = ref if ref in (image.tags or []) else False
+    yield from image.save(chunk_size=CHUNK, named=named)
+
+
+def stream_load(remote: Any, chunks: Iterable[bytes], *, sudo: bool = False, what: str = "image") -> int:
+    """Write `chunks` into `docker load` on the host; returns the number of bytes sent."""
+    import paramiko
+
+    transport = remote.transport
+    try:
+        chan = transport.open_session(timeout=remote.target.connect_timeout)
+    except paramiko.SSHException as exc:
+        raise StepFailed(f"ssh {remote.target.label}: cannot open a session: {exc}") from None
+    out: list[bytes] = []
+    err: list[bytes] = []
+
+    def drain(read: Callable[[int], bytes], sink: list[bytes]) -> None:
+        with contextlib.suppress(OSError, paramiko.SSHException, EOFError):
+            while data := read(65536):
+                sink.append(data)
+
+    readers = [threading.Thread(target=drain, args=(chan.recv, out), daemon=True),
+               threading.Thread(target=drain, args=(chan.recv_stderr, err), daemon=True)]
+    sent = 0
+    try:
+        chan.exec_command(load_command(sudo=sudo, user=remote.user))
+        for t in readers:
+            t.start()
+        try:
+            for chunk in chunks:
+                view = memoryview(chunk)
+                for start in range(0, len(view), SEND):
+                    chan.sendall(view[start:start + SEND])
+                sent += len(chunk)
+        except (OSError, paramiko.SSHException):
+            pass  # `docker load` stopped reading: its exit code and stderr say why
+        with contextlib.suppress(OSError, paramiko.SSHException):
+            chan.shutdown_write()
+        code = chan.recv_exit_status()
+        for t in readers:
+            t.join(30)
+    finally:
+        chan.close()
+    if code != 0:
+        detail = b"".join(err).decode("utf-8", "replace").strip()[-TAIL:]
+        raise StepFailed(f"`docker load` of {what} on {remote.target.label} exited {code}: {detail}")
+    return sent
+
+
+def ship(client: Any, remote: Any, refs: Iterable[str], *, sudo: bool = False,
+         say: Callable[[str], None] | None = None) -> list[Shipped]:
+    """Make the host's engine hold each ref with the same image id as the local engine."""
+    refs = list(dict.fromkeys(refs))
+    mine = local_ids(client, refs)
+    theirs = remote_ids(remote, refs, sudo=sudo)
+    todo = plan_ship(refs, mine, theirs)
+    results = []
+    for ref in refs:
+        if ref not in todo:
+            results.append(Shipped(ref, mine[ref], False))
+            continue
+        if say is not None:
+            say(f"shipping {ref} ({mine[ref][7:19]}) to {remote.target.label}")
+        size = stream_load(remote, _chunks(client, ref), sudo=sudo, what=ref)
+        results.append(Shipped(ref, mine[ref], True, size))
+    after = remote_ids(remote, todo, sudo=sudo)
+    wrong = [ref for ref in todo if after.get(ref) != mine[ref]]
+    if wrong:
+        raise StepFailed(f"after `docker load`, the host's {', '.join(wrong)} still differ from this "
+                         "machine's")
+    return results
