@@ -16,6 +16,7 @@ sandbox's inner engine gets the base images the apps build FROM, and the first h
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -65,6 +66,28 @@ def parse_inspect(stdout: str) -> dict[str, str]:
         parts = line.split()
         if len(parts) == 2 and parts[1].startswith("sha256:"):
             out[parts[0]] = parts[1]
+    return out
+
+
+def from_images(dockerfile: str) -> list[str]:
+    """The images a Dockerfile builds FROM, in order (build stages and `scratch` left out; line
+    continuations joined; `${VAR}` references are not resolved, so such lines are skipped)."""
+    text = re.sub(r"\\\r?\n", " ", dockerfile)
+    stages: set[str] = set()
+    out: list[str] = []
+    for line in text.splitlines():
+        words = line.split()
+        if not words or words[0].upper() != "FROM":
+            continue
+        args = [w for w in words[1:] if not w.startswith("--")]
+        if not args:
+            continue
+        image = args[0]
+        if len(args) >= 3 and args[1].upper() == "AS":
+            stages.add(args[2].lower())
+        if image.lower() in stages or image == "scratch" or "$" in image or image in out:
+            continue
+        out.append(image)
     return out
 
 

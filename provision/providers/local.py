@@ -439,3 +439,26 @@ def ssh_target(pb: Any, info: HostInfo) -> Any:
     return SshTarget(host=info.ssh_address, port=info.ssh_port, user=info.ssh_user,
                      key_file=Path(info.data.get("key_file") or local_key_file(pb)),
                      known_hosts=pb.known_hosts_file, connect_timeout=pb.ssh.connect_timeout)
+
+
+def ship_build_bases(pb: Any, remote: Any, *, client: Any = None, sudo: bool = False,
+                     reporter: Any = None) -> list[Any]:
+    """Ship the images the apps build FROM that exist in the local engine into the host's engine (before
+    deploy builds there): the sandbox's engine cannot pull them from a registry. Only missing ones move."""
+    import docker
+
+    from provision.render import render_dockerfile
+    from provision.ship import from_images, ship
+
+    client = client or docker_client()
+    wanted: list[str] = []
+    for name in pb.apps:
+        for ref in from_images(render_dockerfile(pb, name).text):
+            try:
+                client.images.get(ref)
+            except docker.errors.ImageNotFound:
+                continue  # the host's engine pulls it (or the build says it cannot)
+            if ref not in wanted:
+                wanted.append(ref)
+    say = reporter.info if reporter is not None else None
+    return ship(client, remote, wanted, sudo=sudo, say=say)

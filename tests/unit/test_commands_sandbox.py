@@ -275,3 +275,12 @@ def test_inspect_is_one_round_trip_and_parses() -> None:
     assert parse_inspect("a:1 sha256:aa\nnoise\nb:1 notanid\n") == {"a:1": "sha256:aa"}
     assert load_command(sudo=True, user="dockyard") == "sudo -n -- docker load"
     assert load_command(sudo=True, user="root") == "docker load"
+
+
+def test_from_images_skips_stages_scratch_and_unresolved_args() -> None:
+    from provision.ship import from_images
+
+    text = ("ARG V=1\nFROM --platform=linux/amd64 dockyard/python:bookworm AS build\nRUN x \\\n  y\n"
+            "from build AS final\nFROM scratch\nFROM busybox:${V}\nFROM dockyard/base:bookworm\n"
+            "FROM dockyard/python:bookworm\n")
+    assert from_images(text) == ["dockyard/python:bookworm", "dockyard/base:bookworm"]
