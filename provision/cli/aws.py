@@ -1,0 +1,170 @@
+"""`provision`, `teardown`, `recreate`: make the playbook's host exist, remove every trace of it, or both.
+
+They dispatch on `playbook.provider` (aws: EC2 via boto3; local: the sandbox container; existing: nothing to
+create). The cores are plain functions so `up` and later pipelines can chain them:
+
+    provision_host(pb, *, check, resize, reporter) -> HostInfo
+    teardown_host(pb, *, check, reporter) -> list[Change]
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+from invoke.context import Context
+
+from provision.changes import Change, HostRecap
+from provision.cli.common import dockyard_task, emit_json, load, options
+from provision.errors import InputError, StepFailed
+
+__all__ = ["provision", "recreate", "teardown"]
+
+CHECK_HELP = "show what would be created, changed or deleted; change nothing"
+RESIZE_HELP = "apply an instance type change (stops and starts the host)"
+YES_HELP = "do not ask for confirmation (required when stdin is not a terminal, e.g. in CI)"
+
+
+def _provider(pb: Any) -> Any:
+    if pb.provider == "aws":
+        from provision.providers import aws
+        return aws
+    if pb.provider == "local":
+        from provision.providers import local
+        return local
+    return None
+
+
+def provision_host(pb: Any, *, check: bool = False, resize: bool = False, reporter: Any = None) -> Any:
+    module = _provider(pb)
+    if module is None:
+        from provision.providers import existing_host
+        return existing_host(pb)
+    return module.ensure_host(pb, check=check, resize=resize, reporter=reporter)
+
+
+def teardown_host(pb: Any, *, check: bool = False, reporter: Any = None) -> list[Change]:
+    module = _provider(pb)
+    if module is None:
+        return []  # `existing`: dockyard did not create the host, so it never removes it
+    return list(module.destroy_host(pb, check=check, reporter=reporter))
+
+
+def host_json(info: Any) -> dict[str, Any]:
+    return {"provider": info.provider, "id": info.host_id, "state": info.state,
+            "ssh": {"address": info.ssh_address, "port": info.ssh_port, "user": info.ssh_user},
+            "public_address": info.public_address, "private_address": info.private_address,
+            **({"published": info.published} if info.published else {}), **info.data}
+
+
+def changes_json(changes: list[Change]) -> list[dict[str, Any]]:
+    return [{"target": c.target, "action": c.action, "reason": c.reason,
+             "steps": [s.description for s in c.steps], **({"data": c.data} if c.data else {})}
+            for c in changes]
+
+
+def say_where(pb: Any, info: Any, reporter: Any) -> None:
+    """After the host is up: its address and how to reach it (one small function, easy to swap)."""
+    if not info.host_id:
+        return
+    addr = info.public_address or info.private_address or info.ssh_address
+    reporter.info(f"host {info.host_id} is {info.state} at {addr}")
+    if info.ssh_address:
+        port = f" -p {info.ssh_port}" if info.ssh_port != 22 else ""
+        jump = f" -J {pb.ssh.jump}" if pb.ssh.jump else ""
+        reporter.info(f"reach it: ssh -i {pb.key_file}{port}{jump} {info.ssh_user}@{info.ssh_address}")
+        reporter.info(f"next: invoke setup -e {pb.environment}")
+
+
+def confirm(pb: Any, changes: list[Change], *, yes: bool, reporter: Any) -> None:
+    """Ask before destroying; refuse without --yes when nobody can answer."""
+    if yes or not changes:
+        return
+    for c in changes:
+        reporter.info(f"will {c.action} {c.target}: {c.reason}")
+    if not sys.stdin or not sys.stdin.isatty():
+        raise InputError.single(f"teardown of {pb.project}/{pb.environment} needs confirmation and stdin is "
+                                "not a terminal: pass --yes", file=pb.source)
+    sys.stderr.write(f"Destroy the {pb.provider} host of {pb.project}/{pb.environment}? "
+                     f"Type the environment name ({pb.environment}) to confirm: ")
+    sys.stderr.flush()
+    if sys.stdin.readline().strip() != pb.environment:
+        raise StepFailed("teardown cancelled: nothing was touched")
+
+
+def _quiet_reporter() -> Any:
+    import io
+
+    from rich.console import Console
+
+    from provision.report import Reporter
+    return Reporter(console=Console(file=io.StringIO()))
+
+
+def _teardown(pb: Any, *, check: bool, yes: bool, reporter: Any) -> list[Change]:
+    if not check and not yes:
+        confirm(pb, teardown_host(pb, check=True, reporter=_quiet_reporter()), yes=yes, reporter=reporter)
+    return teardown_host(pb, check=check, reporter=reporter)
+
+
+def _finish(command: str, pb: Any, reporter: Any, started: float, opts: Any, check: bool,
+            extra: dict[str, Any]) -> None:
+    from provision.report import to_json
+
+    recap = HostRecap(f"{pb.project}-{pb.environment}", list(reporter.results), time.monotonic() - started)
+    reporter.recap([recap])
+    if opts.json:
+        emit_json(to_json([recap], {"command": command, "check": check, "environment": pb.environment,
+                                    **extra}))
+
+
+@dockyard_task(help={"check": CHECK_HELP, "resize": RESIZE_HELP})
+def provision(ctx: Context, env: str | None = None, playbook: str | None = None, json: bool = False,
+              verbose: bool = False, check: bool = False, resize: bool = False) -> None:
+    """Make exactly one host exist for the project and environment, ready for SSH (idempotent)."""
+    from provision.report import Reporter
+
+    opts = options(ctx, env, playbook, json, verbose)
+    pb = load(opts)
+    reporter = Reporter(json_mode=opts.json, verbose=opts.verbose)
+    started = time.monotonic()
+    info = provision_host(pb, check=check, resize=resize, reporter=reporter)
+    if not check:
+        say_where(pb, info, reporter)
+    _finish("provision", pb, reporter, started, opts, check, {"host": host_json(info)})
+
+
+@dockyard_task(help={"check": CHECK_HELP, "yes": YES_HELP})
+def teardown(ctx: Context, env: str | None = None, playbook: str | None = None, json: bool = False,
+             verbose: bool = False, check: bool = False, yes: bool = False) -> None:
+    """Terminate the host and delete what dockyard created for it (only resources carrying its tags)."""
+    from provision.report import Reporter
+
+    opts = options(ctx, env, playbook, json, verbose)
+    pb = load(opts)
+    reporter = Reporter(json_mode=opts.json, verbose=opts.verbose)
+    started = time.monotonic()
+    changes = _teardown(pb, check=check, yes=yes, reporter=reporter)
+    _finish("teardown", pb, reporter, started, opts, check, {"changes": changes_json(changes)})
+
+
+@dockyard_task(help={"check": CHECK_HELP, "yes": YES_HELP})
+def recreate(ctx: Context, env: str | None = None, playbook: str | None = None, json: bool = False,
+             verbose: bool = False, check: bool = False, yes: bool = False) -> None:
+    """Tear the host down and provision a fresh one (a clean staging host for a release)."""
+    from provision.report import Reporter
+
+    opts = options(ctx, env, playbook, json, verbose)
+    pb = load(opts)
+    reporter = Reporter(json_mode=opts.json, verbose=opts.verbose)
+    started = time.monotonic()
+    removed = _teardown(pb, check=check, yes=yes, reporter=reporter)
+    if check:
+        reporter.info("then: provision a fresh host from nothing")
+        _finish("recreate", pb, reporter, started, opts, check, {"changes": changes_json(removed)})
+        return
+    info = provision_host(pb, reporter=reporter)
+    say_where(pb, info, reporter)
+    _finish("recreate", pb, reporter, started, opts, check,
+            {"host": host_json(info), "removed": changes_json(removed)})
