@@ -217,11 +217,21 @@ def wait_healthy(ctx: DeployContext, container_id: str, health: Health | None, l
                 if h == "healthy":
                     return
                 if h == "unhealthy":
-                    raise StepFailed(f"{label}: the new container is unhealthy")
+                    raise StepFailed(f"{label}: the new container is unhealthy{_last_probe(state)}")
                 if time.monotonic() >= deadline:
-                    raise StepFailed(f"{label}: the new container was not healthy within {limit:g}s")
+                    raise StepFailed(f"{label}: the new container was not healthy within {limit:g}s"
+                                     f"{_last_probe(state)}")
                 progress.update(f"{label}: waiting for the health check ({time.monotonic() - started:.0f}s)")
             time.sleep(POLL)
+
+
+def _last_probe(state: Mapping[str, Any]) -> str:
+    log = (state.get("Health") or {}).get("Log") or []
+    if not log:
+        return ""
+    last = log[-1]
+    output = " ".join(str(last.get("Output", "")).split())[-300:]
+    return f" (last health check: exit {last.get('ExitCode')}" + (f", {output}" if output else "") + ")"
 
 
 def roll_out(

@@ -9,7 +9,7 @@ no layer: `docker history` is clean), nor in the argv dockyard runs or prints, t
 (which covers a digest of them), `--diff`, the recap or the logs.
 
 The http health probe is a Docker HEALTHCHECK run inside the container by `/bin/sh` with whatever client the
-image has: python3, node, curl, wget (also busybox's), then perl (Debian's perl-base is essential), then
+image has: python3, node, curl, wget, busybox's wget, then perl (Debian's perl-base is essential), then
 bash's /dev/tcp. That covers the four built-in templates and most images; an image without `/bin/sh` (e.g.
 distroless) needs `healthcheck.cmd`.
 """
@@ -101,7 +101,9 @@ _PERL = (
 
 
 def http_probe(port: int, path: str, timeout: float) -> str:
-    """A POSIX sh command that succeeds when GET http://127.0.0.1:PORT/PATH answers 2xx/3xx."""
+    """A POSIX sh command that succeeds when GET http://127.0.0.1:PORT/PATH answers 2xx/3xx.
+
+    (Debian's busybox 1.35 wget segfaults with -T: the engine's health timeout bounds it instead.)"""
     url = f"http://127.0.0.1:{port}{path}"
     t = f"{max(timeout, 1.0):g}"
     q = shlex.quote
@@ -111,6 +113,7 @@ def http_probe(port: int, path: str, timeout: float) -> str:
         f"elif command -v node >/dev/null 2>&1; then node -e {q(_NODE)} {q(url)} {t}; "
         f"elif command -v curl >/dev/null 2>&1; then curl -fsS -o /dev/null -m {t} {q(url)}; "
         f"elif command -v wget >/dev/null 2>&1; then wget -q -O /dev/null -T {t} {q(url)}; "
+        f"elif command -v busybox >/dev/null 2>&1; then busybox wget -q -O /dev/null {q(url)}; "
         f"elif command -v perl >/dev/null 2>&1; then perl -e {q(_PERL)} {port} {q(path)} {t}; "
         f"elif command -v bash >/dev/null 2>&1; then bash -c "
         + q(

@@ -85,23 +85,20 @@ def plan_image(desired: DesiredApp, facts: AppFacts, *, project: str, environmen
     ]
 
 
-def plan_networks(
-    desired: Iterable[DesiredApp], facts: AppFacts, *, project: str, environment: str
-) -> list[Change]:
+def plan_networks(apps: Iterable[str], facts: AppFacts, *, project: str, environment: str) -> list[Change]:
+    """One user-defined bridge per app: apps cannot reach each other unless one joins another's (`reach`)."""
     changes = []
-    for app in desired:
-        name = network_name(project, environment, app.name)
+    for app in apps:
+        name = network_name(project, environment, app)
         if facts.network(name) is not None:
             continue
         step = Step(
             f"create network {name}",
-            effect=partial(
-                appops.ensure_network, name=name, labels=owner_labels(project, environment, app.name)
-            ),
+            effect=partial(appops.ensure_network, name=name, labels=owner_labels(project, environment, app)),
         )
         changes.append(
             Change(
-                _target(app.name, "network"),
+                _target(app, "network"),
                 "create",
                 "absent",
                 (step,),

@@ -116,7 +116,7 @@ def test_converged_app_has_no_changes(tmp_path: Path) -> None:
     d = desired(tmp_path)
     f = converged(d)
     assert plan_image(d, f, project=P, environment=E) == []
-    assert plan_networks([d], f, project=P, environment=E) == []
+    assert plan_networks([d.name], f, project=P, environment=E) == []
     assert plan_volumes(d, f, project=P, environment=E) == []
     assert plan_container(d, f) == []
     assert plan_image_prune(d, f) == []
@@ -129,7 +129,7 @@ def test_fresh_host_plans_everything(tmp_path: Path) -> None:
     (image,) = plan_image(d, f, project=P, environment=E)
     assert image.action == "build" and image.steps[0].effect.func is appops.build_image
     assert image.steps[0].effect.keywords["tag"] == d.image
-    (net,) = plan_networks([d], f, project=P, environment=E)
+    (net,) = plan_networks([d.name], f, project=P, environment=E)
     assert net.steps[0].effect.keywords["name"] == "shop-prod-web"
     assert net.steps[0].effect.keywords["labels"]["dockyard.app"] == "web"
     (vols,) = plan_volumes(d, f, project=P, environment=E)
@@ -206,7 +206,7 @@ def test_other_environment_containers_are_not_ours(tmp_path: Path) -> None:
 def test_networks_include_only_missing(tmp_path: Path) -> None:
     web, api = desired(tmp_path, "web"), desired(tmp_path, "api", publish=None)
     f = facts(networks=[{"Id": "n1", "Name": f"{P}-{E}-web", "Labels": labels("web")}])
-    assert [c.data["network"] for c in plan_networks([web, api], f, project=P, environment=E)] == [
+    assert [c.data["network"] for c in plan_networks([web.name, api.name], f, project=P, environment=E)] == [
         "shop-prod-api"
     ]
 

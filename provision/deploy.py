@@ -1,0 +1,311 @@
+"""`deploy`: build and run the playbook's apps on the host, each isolated, over the host's one SSH connection.
+
+    desired (render + context hash + container config, all local)  ──►  facts (4 API reads)  ──►
+    networks (one task)  ──►  per app, in parallel (bounded): image → volumes → container → old images
+    ──►  apps no longer in the playbook: reported, removed with --prune (volumes only with --prune-volumes)
+
+Everything that can be wrong with the input (templates, contexts, missing secrets) is found before the host
+is touched. Status, logs and exec (read-only helpers for the CLI) live here too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from provision.appops import DeployContext
+from provision.build import assemble, image_tag
+from provision.changes import HostRecap, Status
+from provision.commands.docker import (
+    container_config,
+    env_file_content,
+    label_filters,
+    volume_name,
+)
+from provision.errors import InputError, Problem
+from provision.facts.apps import AppFacts, gather
+from provision.plan import apps as plan
+from provision.plan.apps import DesiredApp
+from provision.runner import Runner
+from provision.spec import Playbook
+
+MAX_PARALLEL_APPS = 3
+
+
+# --- secrets -----------------------------------------------------------------------------------------------
+
+
+def secret_source(playbook: Playbook) -> Any:
+    from provision.secrets import SecretSource
+
+    return SecretSource(playbook)
+
+
+def make_redactor(values: Iterable[str]) -> Callable[[str], str]:
+    """Replace every secret value (longest first) in a text shown to the user (build or container logs)."""
+    secrets_ = sorted({v for v in values if len(v) >= 3}, key=len, reverse=True)
+
+    def redact(text: str) -> str:
+        for value in secrets_:
+            text = text.replace(value, "***")
+        return text
+
+    return redact
+
+
+# --- desired state -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Selection:
+    apps: tuple[str, ...]  # the apps deployed in this run
+    networks: tuple[str, ...]  # apps whose networks must exist (selected + the ones they reach)
+
+
+def select(playbook: Playbook, only: Sequence[str] | None) -> Selection:
+    names = list(playbook.apps)
+    if only:
+        unknown = [n for n in only if n not in playbook.apps]
+        if unknown:
+            raise InputError.single(
+                f"no app {', '.join(map(repr, unknown))} in the playbook "
+                f"(apps: {', '.join(names) or 'none'})",
+                playbook.source,
+                "apps",
+            )
+        names = [n for n in names if n in only]
+    nets = list(names)
+    for n in names:
+        nets += [r for r in playbook.apps[n].reach if r not in nets]
+    return Selection(tuple(names), tuple(nets))
+
+
+def desired_apps(playbook: Playbook, names: Iterable[str], secrets: Any, ssh_user: str) -> list[DesiredApp]:
+    """Render, hash and configure every app locally; all input problems at once, as one InputError."""
+    from provision.render import render_dockerfile
+
+    names = list(names)
+    wanted = sorted({s for n in names for s in playbook.apps[n].secrets})
+    problems: list[Problem] = []
+    if wanted and secrets is not None:
+        missing = list(secrets.missing(wanted))
+        for name in missing:
+            users = [n for n in names if name in playbook.apps[n].secrets]
+            problems.append(
+                Problem(
+                    f"secret {name} is not set (environment or .env beside the playbook)",
+                    playbook.source,
+                    f"apps.{users[0]}.secrets",
+                )
+            )
+    out: list[DesiredApp] = []
+    for name in names:
+        app = playbook.apps[name]
+        try:
+            rendered = render_dockerfile(playbook, name)
+            build = assemble(
+                playbook.app_context(name), rendered.text, app.build_args, dockerfile_path=rendered.dockerfile
+            )
+        except InputError as exc:
+            problems.extend(exc.problems)
+            continue
+        if problems:
+            continue
+        tag = image_tag(playbook.project, name, build.content_hash)
+        read_only = app.read_only if app.read_only is not None else rendered.read_only
+        tmpfs = tuple(dict.fromkeys(("/tmp", *rendered.writable)))
+        digests = {s: secrets.digest(s) for s in app.secrets}
+        cfg = container_config(
+            playbook.project,
+            playbook.environment,
+            name,
+            app,
+            image=tag,
+            build_hash=build.content_hash,
+            secret_digests=digests,
+            ssh_user=ssh_user,
+            read_only=read_only,
+            tmpfs=tmpfs,
+        )
+        env_file = None
+        redact: Callable[[str], str] = str
+        if app.secrets:
+            names_ = tuple(app.secrets)
+            try:
+                env_file_content({s: secrets.value(s) for s in names_})
+            except ValueError as exc:
+                problems.append(Problem(str(exc), playbook.source, f"apps.{name}.secrets"))
+                continue
+
+            def env_file(names_: tuple[str, ...] = names_) -> bytes:
+                return env_file_content({s: secrets.value(s) for s in names_})
+
+            redact = make_redactor(secrets.value(s) for s in names_)
+        volumes = tuple(
+            (volume_name(playbook.project, playbook.environment, name, v), v) for v in sorted(app.volumes)
+        )
+        out.append(DesiredApp(name, tag, build, cfg, volumes, env_file=env_file, redact=redact))
+    if problems:
+        raise InputError(problems)
+    return out
+
+
+# --- deploy ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class DeployResult:
+    recap: HostRecap
+    orphans: list[str]
+    built: list[str]
+
+    @property
+    def failed(self) -> bool:
+        return self.recap.failed
+
+
+def deploy(
+    playbook: Playbook,
+    remote: Any,
+    *,
+    reporter: Any = None,
+    host: str = "",
+    only: Sequence[str] = (),
+    check: bool = False,
+    diff: bool = False,
+    prune: bool = False,
+    prune_volumes: bool = False,
+    verbose: bool = False,
+    secrets: Any = None,
+) -> DeployResult:
+    selection = select(playbook, only)
+    if secrets is None and any(playbook.apps[n].secrets for n in selection.apps):
+        secrets = secret_source(playbook)
+    desired = desired_apps(playbook, selection.apps, secrets, remote.user)
+    ctx = DeployContext(remote=remote, reporter=reporter, verbose=verbose, host=host)
+    runner = Runner(host or remote.target.label, ctx, check=check, diff=diff, reporter=reporter)
+    project, env = playbook.project, playbook.environment
+    facts: AppFacts | None = None
+    with runner.guard("gather app facts"):
+        facts = gather(remote.docker(), project, env)
+    if facts is None or runner.failed:
+        return DeployResult(runner.recap, [], ctx.built)
+
+    runner.run_task(
+        "app networks", plan.plan_networks(selection.networks, facts, project=project, environment=env)
+    )
+
+    def one(d: DesiredApp) -> None:
+        assert facts is not None
+        runner.run_task(f"app {d.name}: image", plan.plan_image(d, facts, project=project, environment=env))
+        runner.run_task(
+            f"app {d.name}: volumes", plan.plan_volumes(d, facts, project=project, environment=env)
+        )
+        runner.run_task(f"app {d.name}: container", plan.plan_container(d, facts))
+        runner.run_task(f"app {d.name}: old images", plan.plan_image_prune(d, facts))
+
+    with ThreadPoolExecutor(max_workers=MAX_PARALLEL_APPS, thread_name_prefix="dockyard-app") as pool:
+        for future in [pool.submit(one, d) for d in desired]:
+            future.result()
+
+    orphans: list[str] = []
+    if not only:
+        orphans = plan.orphans(playbook.apps, facts)
+        for name in orphans:
+            if prune:
+                runner.run_task(
+                    f"prune app {name}", plan.plan_prune(name, facts, prune_volumes=prune_volumes)
+                )
+            elif reporter is not None:
+                reporter.warn(
+                    f"app {name!r} runs on the host but is not in the playbook; "
+                    "`deploy --prune` removes it (its volumes only with --prune-volumes)"
+                )
+    return DeployResult(runner.recap, orphans, ctx.built)
+
+
+def changed_count(recap: HostRecap) -> int:
+    return recap.count(Status.CHANGED)
+
+
+# --- status, logs, exec ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AppStatus:
+    app: str
+    container: str | None
+    version: str  # build hash (12)
+    config: str  # config hash (12)
+    state: str
+    health: str
+    ports: str
+    started: str
+    image_size: int | None
+
+
+def status(playbook: Playbook, remote: Any) -> list[AppStatus]:
+    facts = gather(remote.docker(), playbook.project, playbook.environment)
+    api = remote.docker().api
+    sizes = {i.id: i.size for i in facts.images}
+    rows: list[AppStatus] = []
+    for name in sorted(set(playbook.apps) | set(facts.apps_seen)):
+        containers = sorted(facts.containers_of(name), key=lambda c: (c.running, c.created), reverse=True)
+        if not containers:
+            rows.append(
+                AppStatus(
+                    name,
+                    None,
+                    "-",
+                    "-",
+                    "absent" if name in playbook.apps else "orphan network",
+                    "-",
+                    "-",
+                    "-",
+                    None,
+                )
+            )
+            continue
+        c = containers[0]
+        started = "-"
+        try:
+            started = api.inspect_container(c.id)["State"].get("StartedAt", "-")[:19].replace("T", " ")
+        except Exception:  # a container removed meanwhile
+            started = "-"
+        ports = (
+            ", ".join(f"{p.host_ip or '0.0.0.0'}:{p.host_port}->{p.container_port}" for p in c.ports) or "-"
+        )
+        state = c.state if name in playbook.apps else f"{c.state} (not in playbook)"
+        rows.append(
+            AppStatus(
+                name,
+                c.name,
+                c.build_hash[:12] or "-",
+                c.config_hash[:12] or "-",
+                state,
+                c.health or "-",
+                ports,
+                started,
+                sizes.get(c.image_id),
+            )
+        )
+    return rows
+
+
+def find_container(playbook: Playbook, remote: Any, app: str) -> str:
+    from provision.errors import StepFailed
+
+    if app not in playbook.apps:
+        raise InputError.single(
+            f"no app {app!r} in the playbook (apps: {', '.join(playbook.apps)})", playbook.source, "apps"
+        )
+    api = remote.docker().api
+    found = api.containers(
+        all=False, filters={"label": label_filters(playbook.project, playbook.environment, app)}
+    )
+    if not found:
+        raise StepFailed(f"app {app} has no running container (deploy it first)")
+    found.sort(key=lambda d: d.get("Created", 0), reverse=True)
+    return str(found[0]["Id"])

@@ -1,0 +1,331 @@
+"""deploy over real SSH (the test sshd) to this machine's real engine: three apps from the built-in templates.
+
+The tests of this module run in order against one deployment (building the Flask image costs a pip install):
+first deploy → each app answers → isolation → a no-op second deploy → secrets leave no trace → one app
+changed (only it is rebuilt and replaced; its volume's data survives) → a failing new version leaves the old
+one serving → an app dropped from the playbook is reported, then removed with --prune.
+Everything carries the test's unique project label and is removed at the end.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import socket
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from rich.console import Console
+
+from provision.changes import Status
+from provision.deploy import deploy
+from provision.playbook import load_playbook
+from provision.remote import Remote, SshTarget
+from provision.report import Reporter, to_json
+from tests.images import image_ref
+
+pytestmark = pytest.mark.integration
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "apps"
+SECRET_NAME = "APP_SECRET"
+SECRET_VALUE = "pw-7Hq2-zz-dockyard-" + "x9Q"  # never printed, never in labels/argv/history
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def http_get(url: str, data: bytes | None = None, method: str | None = None) -> tuple[int, str]:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    req = urllib.request.Request(url, data=data, method=method)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            with opener.open(req, timeout=5) as resp:
+                return resp.status, resp.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+
+
+class Env:
+    """The test's playbook directory, its deployments and what they printed."""
+
+    def __init__(self, root: Path, project: str, sshd: Any, docker_client: Any) -> None:
+        self.root = root
+        self.project = project
+        self.sshd = sshd
+        self.client = docker_client
+        self.web_port = free_port()
+        self.site_port = free_port()
+        for name in ("flask", "static", "worker"):
+            shutil.copytree(FIXTURES / name, root / name)
+        (root / ".env").write_text(f"{SECRET_NAME}={SECRET_VALUE}\n")
+        self.apps: dict[str, Any] = {
+            "web": {
+                "template": "python-web",
+                "context": "flask",
+                "port": 8000,
+                "publish": f"127.0.0.1:{self.web_port}",
+                "vars": {"base_image": image_ref("python", docker_client), "workers": 1},
+                "env": {"DATA_DIR": "/var/lib/app", "APP_NAME": "web"},
+                "secrets": [SECRET_NAME],
+                "volumes": {"data": "/var/lib/app"},
+                "memory": "256m",
+                "cpus": 1,
+                "healthcheck": {"http": "/healthz", "interval": "1s", "retries": 3, "wait": "60s"},
+            },
+            "site": {
+                "template": "static-site",
+                "context": "static",
+                "port": 8080,
+                "publish": f"127.0.0.1:{self.site_port}",
+                "vars": {"base_image": image_ref("static", docker_client)},
+                "healthcheck": {"http": "/", "interval": "1s"},
+            },
+            "worker": {
+                "template": "generic",
+                "context": "worker",
+                "command": ["sh", "/app/worker.sh"],
+                "vars": {"base_image": image_ref("base", docker_client)},
+                "env": {"HEARTBEAT_FILE": "/state/heartbeat"},
+                "volumes": {"state": "/state"},
+                "healthcheck": {"cmd": ["sh", "/app/healthcheck.sh"], "interval": "1s"},
+            },
+        }
+        self.output = io.StringIO()
+        self.json_docs: list[dict[str, Any]] = []
+
+    def playbook(self):
+        doc = {
+            "project": self.project,
+            "environment": "test",
+            "provider": "existing",
+            "host": {"address": "127.0.0.1"},
+            "ssh": {
+                "port": self.sshd.port,
+                "user": "root",
+                "key_file": str(self.sshd.key_file),
+                "known_hosts": str(self.sshd.known_hosts),
+            },
+            "apps": self.apps,
+        }
+        path = self.root / "test.yml"
+        path.write_text(yaml.safe_dump(doc, sort_keys=False))
+        return load_playbook(path)
+
+    def deploy(self, **kwargs: Any):
+        pb = self.playbook()
+        reporter = Reporter(verbose=True, console=Console(file=self.output, width=200, force_terminal=False))
+        with Remote(SshTarget.from_playbook(pb, pb.host.address)) as remote:
+            result = deploy(pb, remote, reporter=reporter, host="test-host", verbose=True, **kwargs)
+            reporter.recap([result.recap])
+            self.connections = remote.connections_opened
+        self.json_docs.append(to_json([result.recap]))
+        return result
+
+    # the engine's view (the local client: the same engine the SSH side talks to)
+    def containers(self, app: str | None = None) -> list[dict[str, Any]]:
+        labels = [f"dockyard.project={self.project}"] + ([f"dockyard.app={app}"] if app else [])
+        return self.client.api.containers(all=True, filters={"label": labels})
+
+    def running(self, app: str) -> dict[str, Any]:
+        found = [c for c in self.containers(app) if c["State"] == "running"]
+        assert len(found) == 1, f"{app}: expected one running container, got {found}"
+        return self.client.api.inspect_container(found[0]["Id"])
+
+    def cleanup(self) -> None:
+        api = self.client.api
+        label = {"label": [f"dockyard.project={self.project}"]}
+        for c in api.containers(all=True, filters=label):
+            api.remove_container(c["Id"], force=True)
+        for n in api.networks(filters=label):
+            api.remove_network(n["Id"])
+        for v in (api.volumes(filters=label) or {}).get("Volumes") or []:
+            api.remove_volume(v["Name"], force=True)
+        for i in api.images(filters=label):
+            for tag in i.get("RepoTags") or []:
+                api.remove_image(tag, force=True)
+        shutil.rmtree(f"/var/lib/dockyard/{self.project}-test", ignore_errors=True)
+
+
+def failures(result: Any) -> str:
+    return "\n".join(f"{t.task}: {t.message}" for t in result.recap.results if t.status.value == "failed")
+
+
+@pytest.fixture(scope="module")
+def env(sshd, docker_client, tmp_path_factory: pytest.TempPathFactory):
+    import secrets as pysecrets
+
+    project = f"dyt-{pysecrets.token_hex(4)}"
+    e = Env(tmp_path_factory.mktemp("deploy"), project, sshd, docker_client)
+    try:
+        yield e
+    finally:
+        e.cleanup()
+
+
+@pytest.fixture(scope="module")
+def first(env: Env):
+    result = env.deploy()
+    assert not result.failed, failures(result)
+    return result
+
+
+def test_first_deploy_builds_and_starts_everything(env: Env, first) -> None:
+    assert sorted(t.split(":")[0] for t in first.built) == [
+        f"{env.project}/site",
+        f"{env.project}/web",
+        f"{env.project}/worker",
+    ]
+    assert env.connections == 1  # one SSH connection carried facts, builds, the CLI and the Docker API
+    for app in ("web", "site", "worker"):
+        info = env.running(app)
+        assert info["State"]["Health"]["Status"] == "healthy"
+        assert info["Config"]["Labels"]["dockyard.environment"] == "test"
+        assert info["HostConfig"]["SecurityOpt"] == ["no-new-privileges"]
+        assert info["Config"]["User"] not in ("", "0", "root")  # the templates' non-root user
+    web = env.running("web")
+    assert web["HostConfig"]["ReadonlyRootfs"] is True and "/tmp" in web["HostConfig"]["Tmpfs"]
+    assert web["HostConfig"]["Memory"] == 256 * 1024**2 and web["HostConfig"]["NanoCpus"] == 10**9
+    assert web["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+    networks = env.client.api.networks(filters={"label": [f"dockyard.project={env.project}"]})
+    assert sorted(n["Name"] for n in networks) == [
+        f"{env.project}-test-{a}" for a in ("site", "web", "worker")
+    ]
+
+
+def test_each_app_answers(env: Env, first) -> None:
+    status, body = http_get(f"http://127.0.0.1:{env.web_port}/")
+    assert (status, body.strip()) == (200, "hello from web version 1")
+    status, body = http_get(f"http://127.0.0.1:{env.site_port}/")
+    assert status == 200 and "<html" in body.lower()
+    logs = env.client.api.logs(env.running("worker")["Id"]).decode()
+    assert "worker: heartbeat" in logs
+
+
+def test_apps_are_isolated(env: Env, first) -> None:
+    web, site = env.running("web"), env.running("site")
+    site_ip = next(iter(site["NetworkSettings"]["Networks"].values()))["IPAddress"]
+    web_ip = next(iter(web["NetworkSettings"]["Networks"].values()))["IPAddress"]
+    probe = f"http://127.0.0.1:{env.web_port}/probe?host={{}}&port={{}}"
+    # the probe works (web reaches itself) and site listens (the host reaches it) ...
+    assert json.loads(http_get(probe.format(web_ip, 8000))[1])["ok"] is True
+    with socket.create_connection((site_ip, 8080), timeout=5):
+        pass
+    # ... but web's container cannot open a connection to site's container
+    result = json.loads(http_get(probe.format(site_ip, 8080))[1])
+    assert result["ok"] is False, result
+
+
+def test_second_deploy_changes_nothing(env: Env, first) -> None:
+    before = {
+        a: (env.running(a)["Id"], env.running(a)["State"]["StartedAt"]) for a in ("web", "site", "worker")
+    }
+    result = env.deploy()
+    assert not result.failed
+    assert result.recap.count(Status.CHANGED) == 0 and result.recap.count(Status.OK) > 0
+    assert result.built == []
+    assert env.json_docs[-1]["changed"] == 0 and env.json_docs[-1]["ok"] is True
+    after = {
+        a: (env.running(a)["Id"], env.running(a)["State"]["StartedAt"]) for a in ("web", "site", "worker")
+    }
+    assert after == before
+    assert env.connections == 1
+
+
+def test_secret_reaches_the_app_and_nothing_else(env: Env, first) -> None:
+    import hashlib
+
+    status, body = http_get(f"http://127.0.0.1:{env.web_port}/env-digest/{SECRET_NAME}")
+    assert (status, body.strip()) == (200, hashlib.sha256(SECRET_VALUE.encode()).hexdigest())
+    web = env.running("web")
+    api = env.client.api
+    history = json.dumps(api.history(web["Image"]))
+    assert SECRET_VALUE not in history
+    assert SECRET_VALUE not in json.dumps(api.inspect_image(web["Image"]))
+    exposed = json.dumps(
+        {
+            "labels": web["Config"]["Labels"],
+            "cmd": web["Config"]["Cmd"],
+            "args": web["Args"],
+            "path": web["Path"],
+            "entrypoint": web["Config"]["Entrypoint"],
+        }
+    )
+    assert SECRET_VALUE not in exposed
+    assert SECRET_VALUE not in api.logs(web["Id"]).decode()
+    assert SECRET_VALUE not in env.output.getvalue()  # every task line, -v step, build log and recap so far
+    assert SECRET_VALUE not in json.dumps(env.json_docs)
+    env_file = Path(f"/var/lib/dockyard/{env.project}-test/web.env")
+    assert env_file.stat().st_mode & 0o777 == 0o600
+    assert env_file.parent.stat().st_mode & 0o777 == 0o700
+
+
+def test_changed_app_alone_is_rebuilt_and_replaced_and_keeps_its_data(env: Env, first) -> None:
+    status, _ = http_get(f"http://127.0.0.1:{env.web_port}/data/note", data=b"written by v1", method="PUT")
+    assert status == 201
+    before = {a: env.running(a)["Id"] for a in ("web", "site", "worker")}
+    (env.root / "flask" / "VERSION").write_text("2\n")
+    result = env.deploy()
+    assert not result.failed, failures(result)
+    assert [t.split(":")[0] for t in result.built] == [f"{env.project}/web"]
+    after = {a: env.running(a)["Id"] for a in ("web", "site", "worker")}
+    assert after["web"] != before["web"]
+    assert (after["site"], after["worker"]) == (before["site"], before["worker"])
+    assert len(env.containers("web")) == 1  # the old one is gone
+    assert http_get(f"http://127.0.0.1:{env.web_port}/")[1].strip() == "hello from web version 2"
+    assert http_get(f"http://127.0.0.1:{env.web_port}/data/note") == (200, "written by v1")
+    changed = {t.task for t in result.recap.results if t.status.value == "changed"}
+    assert changed == {"app web: image", "app web: container"}
+
+
+def test_failing_new_version_leaves_the_old_one_serving(env: Env, first) -> None:
+    old = env.running("web")
+    env.apps["web"]["env"] = {**env.apps["web"]["env"], "FAIL_HEALTHZ": "1"}
+    env.apps["web"]["healthcheck"]["wait"] = "20s"
+    try:
+        result = env.deploy()
+    finally:
+        env.apps["web"]["env"].pop("FAIL_HEALTHZ")
+        env.apps["web"]["healthcheck"]["wait"] = "60s"
+    assert result.failed
+    failed = [t for t in result.recap.results if t.status.value == "failed"]
+    assert [t.task for t in failed] == ["app web: container"]
+    assert "unhealthy" in failed[0].message or "not healthy" in failed[0].message
+    assert "last log lines" in failed[0].message
+    now = env.running("web")
+    assert now["Id"] == old["Id"]
+    assert len(env.containers("web")) == 1  # the failed new container was removed
+    assert http_get(f"http://127.0.0.1:{env.web_port}/")[1].strip() == "hello from web version 2"
+    assert env.json_docs[-1]["ok"] is False
+
+
+def test_dropped_app_is_reported_then_pruned(env: Env, first) -> None:
+    worker = env.apps.pop("worker")
+    try:
+        kept = env.deploy()
+        assert kept.orphans == ["worker"] and not kept.failed
+        assert "not in the playbook" in env.output.getvalue()
+        assert env.running("worker")  # still there without --prune
+        pruned = env.deploy(prune=True)
+        assert not pruned.failed and pruned.orphans == ["worker"]
+        assert env.containers("worker") == []
+        label = {"label": [f"dockyard.project={env.project}", "dockyard.app=worker"]}
+        assert env.client.api.networks(filters=label) == []
+        volumes = (env.client.api.volumes(filters=label) or {}).get("Volumes") or []
+        assert [v["Name"] for v in volumes] == [f"{env.project}-test-worker-state"]  # only --prune-volumes
+        env.deploy(prune=True, prune_volumes=True)
+        assert (env.client.api.volumes(filters=label) or {}).get("Volumes") in (None, [])
+    finally:
+        env.apps["worker"] = worker
