@@ -13,7 +13,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-MINBASE=dockyard-ci/bookworm-minbase:1
+MINBASE=${DOCKYARD_MINBASE:-dockyard-ci/bookworm-minbase:1}  # override only to try the bootstrap step
 MIRROR=${DOCKYARD_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 CA_DIR=${DOCKYARD_CA_DIR:-/usr/local/share/ca-certificates}
 WORK=""
@@ -40,7 +40,8 @@ else
   debootstrap --variant=minbase bookworm "$WORK/root" "$MIRROR" >"$WORK/debootstrap.log" 2>&1 || {
     tail -n 30 "$WORK/debootstrap.log" >&2; exit 1; }
   rm -rf "$WORK"/root/var/cache/apt/archives/*.deb "$WORK"/root/var/lib/apt/lists/*
-  tar -C "$WORK/root" --numeric-owner -c . | docker import -m "debootstrap --variant=minbase bookworm" - "$MINBASE"
+  tar -C "$WORK/root" --numeric-owner -c . \
+    | docker import -m "debootstrap --variant=minbase bookworm" - "$MINBASE" >/dev/null
   cleanup
 fi
 
