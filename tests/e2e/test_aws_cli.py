@@ -1,0 +1,135 @@
+"""provision → provision → teardown → recreate through the real CLI (`python -m provision`, i.e. `dockyard`)
+against a ThreadedMotoServer reached through AWS_ENDPOINT_URL, every step verified with describe calls.
+
+The SSH wait dials the test sshd on 127.0.0.1 (ssh.host/ssh.port), never the fake 54.x/10.x address.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+REGION = "eu-west-1"
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def cli_env(clean_env: dict[str, str], moto_server: str) -> dict[str, str]:
+    env = dict(clean_env)
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+        env.pop(name, None)
+    env.update(AWS_ENDPOINT_URL=moto_server, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+               AWS_DEFAULT_REGION=REGION, PYTHONPATH=str(ROOT))
+    return env
+
+
+@pytest.fixture
+def ec2(moto_server: str) -> Any:
+    return boto3.client("ec2", region_name=REGION, endpoint_url=moto_server, aws_access_key_id="testing",
+                        aws_secret_access_key="testing")
+
+
+def dockyard(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "provision", *args], cwd=ROOT, env=env, text=True,
+                          capture_output=True, stdin=subprocess.DEVNULL, timeout=300, check=False)
+
+
+def json_of(done: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    assert done.returncode == 0, f"exit {done.returncode}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+    return json.loads(done.stdout)
+
+
+def resources(ec2: Any, project: str) -> tuple[list[str], list[str], list[str]]:
+    """(live instance ids, security group ids, key pair names) for the project's `e2e` environment."""
+    name = f"dockyard-{project}-e2e"
+    res = ec2.describe_instances(Filters=[
+        {"Name": "tag:dockyard:project", "Values": [project]},
+        {"Name": "tag:dockyard:environment", "Values": ["e2e"]},
+        {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]}])
+    instances = [i["InstanceId"] for r in res["Reservations"] for i in r["Instances"]]
+    groups = [g["GroupId"] for g in ec2.describe_security_groups(
+        Filters=[{"Name": "group-name", "Values": [name]}])["SecurityGroups"]]
+    keys = [k["KeyName"] for k in ec2.describe_key_pairs(
+        Filters=[{"Name": "key-name", "Values": [name]}])["KeyPairs"]]
+    return instances, groups, keys
+
+
+def test_provision_teardown_recreate_through_the_cli(cli_env, ec2, sshd, unique, tmp_path) -> None:
+    project = unique  # the moto server lives for the whole session: keep this test's resources apart
+    ami = ec2.register_image(Name=f"{unique}-ubuntu", RootDeviceName="/dev/sda1")["ImageId"]
+    playbook = tmp_path / "e2e.yml"
+    playbook.write_text(f"""\
+project: {project}
+provider: aws
+host:
+  region: {REGION}
+  instance_type: t3.small
+  image: {ami}
+  volume_gb: 16
+  ssh_from: [198.51.100.0/24]
+  open_ports: [80]
+ssh:
+  user: {sshd.user}
+  key_file: {sshd.key_file}
+  host: {sshd.host}
+  port: {sshd.port}
+  known_hosts: {tmp_path / 'known_hosts'}
+""")
+    log_before = sshd.log.read_text().count("Connection from 127.0.0.1")
+
+    first = json_of(dockyard(cli_env, "provision", "-p", str(playbook), "--json"))
+    host = first["host"]
+    assert first["ok"] is True and first["changed"] == 3 and first["command"] == "provision"
+    assert host["id"].startswith("i-") and host["state"] == "running"
+    assert host["ssh"] == {"address": "127.0.0.1", "port": sshd.port, "user": "root"}
+    assert host["public_address"] and host["public_address"] != "127.0.0.1"  # moto's fake, never dialled
+    assert [c["target"] for c in host["changes"]] == [
+        "aws:key-pair", "aws:security-group", "aws:security-group:rules", "aws:instance"]
+    # the SSH wait really talked to the test sshd
+    assert sshd.log.read_text().count("Connection from 127.0.0.1") > log_before
+
+    second = json_of(dockyard(cli_env, "provision", "-p", str(playbook), "--json"))
+    assert second["changed"] == 0 and second["host"]["id"] == host["id"]
+    assert second["host"]["changes"] == []
+    instances, groups, keys = resources(ec2, project)
+    assert instances == [host["id"]] and len(groups) == 1 and keys == [f"dockyard-{project}-e2e"]
+    [inst] = ec2.describe_instances(InstanceIds=instances)["Reservations"][0]["Instances"]
+    assert inst["MetadataOptions"]["HttpTokens"] == "required"
+    [group] = ec2.describe_security_groups(GroupIds=groups)["SecurityGroups"]
+    ssh_rules = [p for p in group["IpPermissions"] if p["FromPort"] == 22]
+    assert [r["CidrIp"] for p in ssh_rules for r in p["IpRanges"]] == ["198.51.100.0/24"]
+    assert not [r for p in ssh_rules for r in p.get("Ipv6Ranges", ())]
+
+    # teardown without --yes and without a terminal refuses (exit 2) and touches nothing
+    refused = dockyard(cli_env, "teardown", "-p", str(playbook))
+    assert refused.returncode == 2 and "--yes" in refused.stderr
+    assert resources(ec2, project) == (instances, groups, keys)
+
+    checked = json_of(dockyard(cli_env, "teardown", "-p", str(playbook), "--check", "--json"))
+    assert [c["target"] for c in checked["changes"]] == ["aws:instance", "aws:security-group", "aws:key-pair"]
+    assert resources(ec2, project) == (instances, groups, keys)
+
+    gone = json_of(dockyard(cli_env, "teardown", "-p", str(playbook), "--yes", "--json"))
+    assert gone["changed"] == 3
+    assert resources(ec2, project) == ([], [], [])
+    again = json_of(dockyard(cli_env, "teardown", "-p", str(playbook), "--yes", "--json"))
+    assert again["changed"] == 0 and again["changes"] == []
+
+    # recreate from nothing twice: each time exactly one fresh host
+    made = json_of(dockyard(cli_env, "recreate", "-p", str(playbook), "--yes", "--json"))
+    fresh = json_of(dockyard(cli_env, "recreate", "-p", str(playbook), "--yes", "--json"))
+    assert [c["target"] for c in fresh["removed"]] == ["aws:instance", "aws:security-group", "aws:key-pair"]
+    assert fresh["host"]["id"] not in (host["id"], made["host"]["id"])
+    instances, groups, keys = resources(ec2, project)
+    assert instances == [fresh["host"]["id"]] and len(groups) == 1 and len(keys) == 1
+
+    json_of(dockyard(cli_env, "teardown", "-p", str(playbook), "--yes", "--json"))
+    assert resources(ec2, project) == ([], [], [])
