@@ -4,7 +4,7 @@ Contract (setup and deploy code against these names):
 
 - `SshTarget(host, port, user, key_file, known_hosts, jump, connect_timeout)`;
   `SshTarget.from_playbook(playbook, address)` takes `ssh.*` from the playbook (`ssh.host` overrides
-  `address`).
+  `address`); `SshTarget.from_host(playbook, host_info)` takes address/port/user from a provider's HostInfo.
 - `Remote(target)`: one `fabric.Connection`, opened lazily (or with `open()`), usable as a context manager.
   - `run(argv, *, sudo=False, stdin=None, check=True, timeout=None) -> RunResult(exit_code, stdout, stderr)`:
     argv is quoted once here (`shlex.join`); `sudo=True` prefixes `sudo -n --` unless the user is root.
@@ -35,8 +35,8 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
@@ -71,6 +71,13 @@ class SshTarget:
         return cls(host=host, port=playbook.ssh.port, user=playbook.ssh_user, key_file=playbook.key_file,
                    known_hosts=playbook.known_hosts_file, jump=playbook.ssh.jump,
                    connect_timeout=playbook.ssh.connect_timeout)
+
+    @classmethod
+    def from_host(cls, playbook: Playbook, info: Any) -> SshTarget:
+        """From a provider's HostInfo (`ssh_address`, `ssh_port`, `ssh_user`: ssh.* already applied)."""
+        target = cls.from_playbook(playbook, info.ssh_address)
+        return replace(target, host=info.ssh_address or target.host, port=info.ssh_port or target.port,
+                       user=info.ssh_user or target.user)
 
     @property
     def label(self) -> str:
@@ -348,8 +355,12 @@ class Remote:
         if privileged:
             script = ('set -e; umask 077; trap \'rm -f "$1"\' EXIT; cat > "$1"; chmod "$3" "$1"; '
                       'if [ -n "$4" ]; then chown "$4" "$1"; fi; mv -f "$1" "$2"; trap - EXIT')
-            self.run(["sh", "-c", script, "sh", tmp, str(target), f"{mode:o}", owner or ""], sudo=True,
-                     stdin=content)
+            try:
+                self.run(["sh", "-c", script, "sh", tmp, str(target), f"{mode:o}", owner or ""], sudo=True,
+                         stdin=content)
+            except StepFailed as exc:
+                detail = str(exc).split(": ", 1)[-1] if "exited" in str(exc) else str(exc)
+                raise StepFailed(f"upload {path} to {self.target.label} failed: {detail}") from None
             return
         with self._lock:
             sftp = self._sftp_client()
@@ -386,7 +397,8 @@ class Remote:
         """A Docker SDK client whose HTTP requests ride `docker system dial-stdio` on this SSH connection."""
         with self._lock:
             if self._docker is None:
-                self._docker = _docker_client(self.transport, timeout)
+                self.transport  # noqa: B018 - connect now, so errors surface here
+                self._docker = _docker_client(lambda: self.transport, timeout)
             return self._docker
 
 
@@ -422,14 +434,14 @@ def _short(text: str, limit: int = 160) -> str:
 # --- the Docker SDK over this connection ------------------------------------------------------------------
 
 
-def _docker_client(transport: paramiko.Transport, timeout: float) -> docker.DockerClient:
+def _docker_client(transport: Callable[[], paramiko.Transport], timeout: float) -> docker.DockerClient:
     """docker-py's ssh:// adapter opens its own SSHClient; this one reuses our Transport instead."""
     import docker
     from docker.transport.sshconn import SSHHTTPAdapter
 
     class _Client:  # the bits of paramiko.SSHClient docker's SSHConnectionPool uses
         def get_transport(self) -> paramiko.Transport:
-            return transport
+            return transport()  # the Remote's current transport
 
     class _Adapter(SSHHTTPAdapter):
         def __init__(self) -> None:

@@ -43,11 +43,7 @@ def resolve_host(pb: Any) -> Any:
 def ssh_target(pb: Any, host: Any) -> Any:
     from provision.remote import SshTarget
 
-    target = SshTarget.from_playbook(pb, host.ssh_address)
-    if host.ssh_port != target.port or host.ssh_user != target.user:
-        from dataclasses import replace
-        target = replace(target, port=host.ssh_port, user=host.ssh_user or target.user)
-    return target
+    return SshTarget.from_host(pb, host)
 
 
 def desired_engine(pb: Any) -> Any:
