@@ -30,6 +30,7 @@ Contract (setup and deploy code against these names):
 from __future__ import annotations
 
 import contextlib
+import os
 import shlex
 import socket
 import threading
@@ -127,8 +128,10 @@ class _TrustOnFirstUse(paramiko.MissingHostKeyPolicy):
     def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         line = f"{self.name} {key.get_name()} {key.get_base64()}\n"
-        with self.path.open("a", encoding="utf-8") as fh:
-            fh.write(line)
+        existing = self.path.read_text(encoding="utf-8") if self.path.exists() else ""
+        if line not in existing.splitlines(keepends=True):  # e.g. a bastion that is also the target
+            with self.path.open("a", encoding="utf-8") as fh:
+                fh.write(line)
         client.get_host_keys().add(hostname, key.get_name(), key)
 
 
@@ -227,8 +230,8 @@ class Remote:
             if self.conn is not None and self.conn.is_connected:
                 return self
             t = self.target
-            if t.key_file is not None and not t.key_file.exists():
-                raise StepFailed(f"ssh {t.label}: key file {t.key_file} does not exist")
+            if t.key_file is not None and not t.key_file.exists() and not os.environ.get("SSH_AUTH_SOCK"):
+                raise StepFailed(f"ssh {t.label}: key file {t.key_file} does not exist (and no ssh-agent)")
             gateway = None
             if t.jump:
                 juser, jhost, jport = _parse_jump(t.jump)

@@ -153,3 +153,17 @@ def test_sudo_path_for_a_non_root_user(simhost):  # noqa: F811
                              "cat /etc/dockyard-test.conf; ls -a /etc | grep -c dyk- || true")
     assert code == 0, out
     assert out.splitlines() == ["root 600", "deploy 640", "secret-ish", "0"]
+
+
+def test_jump_host(sshd, tmp_path):
+    """`ssh.jump`: the target is reached through a direct-tcpip channel of the bastion (here: itself)."""
+    kh = tmp_path / "known_hosts"
+    before = accepted(sshd)
+    with Remote(target(sshd, kh, jump=f"root@{sshd.host}:{sshd.port}")) as r:
+        assert r.run(["echo", "via bastion"]).stdout == "via bastion\n"
+        assert r._gateway is not None and r._gateway.is_connected
+    deadline = time.monotonic() + 5
+    while accepted(sshd) < before + 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert accepted(sshd) == before + 2  # one login on the bastion, one on the target through it
+    assert kh.read_text() == f"[{sshd.host}]:{sshd.port} {sshd.host_key_line}\n"
