@@ -37,23 +37,27 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "apps"
 
-# template → how its sample app is declared, which test image is its base, what it must answer
+# case → its template, how its sample app is declared, which test image is its base, what it must answer
 CASES: dict[str, dict[str, Any]] = {
-    "python-web": {"image": "python", "fixture": "flask", "port": 8000,
+    "python-web": {"template": "python-web", "image": "python", "fixture": "flask", "port": 8000,
                    "extra": {"volumes": {"data": "/var/lib/app"}, "env": {"DATA_DIR": "/var/lib/app"}},
                    "pages": {"/": "hello from flask version 1", "/healthz": "ok"}},
-    "node-web": {"image": "node", "fixture": "node", "port": 3000,
+    "node-web": {"template": "node-web", "image": "node", "fixture": "node", "port": 3000,
                  "pages": {"/": "hello from node version 1", "/healthz": "ok"}},
-    "static-site": {"image": "static", "fixture": "static", "port": 8080,
+    # with a package-lock.json the template takes the `npm ci` branch
+    "node-web-lockfile": {"template": "node-web", "image": "node", "fixture": "node", "port": 3000,
+                          "lockfile": True, "pages": {"/": "hello from node version 1"}},
+    "static-site": {"template": "static-site", "image": "static", "fixture": "static", "port": 8080,
                     "pages": {"/": "<h1>hello from static</h1>", "/about.html": "busybox httpd"}},
-    "generic": {"image": "base", "fixture": "worker", "extra": {"command": ["sh", "/app/worker.sh"]}},
+    "generic": {"template": "generic", "image": "base", "fixture": "worker",
+                "extra": {"command": ["sh", "/app/worker.sh"]}},
 }
 
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def test_every_builtin_template_has_a_case() -> None:
-    assert set(list_templates()) == set(CASES)
+    assert set(list_templates()) == {case["template"] for case in CASES.values()}
 
 
 @pytest.fixture
@@ -75,6 +79,13 @@ def cleanup(docker_client) -> Iterator[dict[str, list[str]]]:
 def _playbook(tmp_path: Path, template: str, case: dict[str, Any], base_image: str) -> Path:
     """A real playbook file (playbooks/test.yml) with the sample app copied beside it."""
     shutil.copytree(FIXTURES / case["fixture"], tmp_path / "apps" / "app")
+    if case.get("lockfile"):
+        package = json.loads((tmp_path / "apps/app/package.json").read_text())
+        lock = {"name": package["name"], "version": package["version"], "lockfileVersion": 3,
+                "requires": True,
+                "packages": {"": {"name": package["name"], "version": package["version"], "license": "MIT"}}}
+        # compact on purpose: `npm install` would rewrite it pretty-printed, `npm ci` never touches it
+        (tmp_path / "apps/app/package-lock.json").write_text(json.dumps(lock, separators=(",", ":")))
     app: dict[str, Any] = {"template": template, "context": "../apps/app", "vars": {"base_image": base_image},
                            **case.get("extra", {})}
     if "port" in case:
@@ -137,10 +148,11 @@ def _published_port(container, port: int, attempts: int = 50) -> int:
     pytest.fail(f"port {port} was never published")
 
 
-@pytest.mark.parametrize("template", sorted(CASES))
-def test_rendered_template_builds_and_runs(template: str, docker_client, unique: str, tmp_path: Path,
+@pytest.mark.parametrize("case_id", sorted(CASES))
+def test_rendered_template_builds_and_runs(case_id: str, docker_client, unique: str, tmp_path: Path,
                                            cleanup: dict[str, list[str]]) -> None:
-    case = CASES[template]
+    case = CASES[case_id]
+    template = case["template"]
     base = image_ref(case["image"], docker_client)
     playbook_path = _playbook(tmp_path, template, case, base)
     pb = load_playbook(playbook_path)
@@ -160,6 +172,10 @@ def test_rendered_template_builds_and_runs(template: str, docker_client, unique:
     ids = docker_client.containers.run(tag, ["id", "-u", "-n"], remove=True).decode().split()
     whoami = docker_client.containers.run(tag, ["id", "-u"], remove=True).decode().strip()
     assert whoami == "10001" and ids == ["app"], (whoami, ids)
+    if case.get("lockfile"):  # the `npm ci` branch ran: the lockfile is exactly the one we gave
+        written = (pb.app_context("app") / "package-lock.json").read_text()
+        assert docker_client.containers.run(tag, ["cat", "/app/package-lock.json"], remove=True).decode() \
+            == written
 
     name = f"{unique}-{template}"
     cleanup["containers"].append(name)
