@@ -179,11 +179,13 @@ def deploy(
     prune_volumes: bool = False,
     verbose: bool = False,
     secrets: Any = None,
+    desired: list[DesiredApp] | None = None,
 ) -> DeployResult:
     selection = select(playbook, only)
     if secrets is None and any(playbook.apps[n].secrets for n in selection.apps):
         secrets = secret_source(playbook)
-    desired = desired_apps(playbook, selection.apps, secrets, remote.user)
+    if desired is None:
+        desired = desired_apps(playbook, selection.apps, secrets, remote.user)
     ctx = DeployContext(remote=remote, reporter=reporter, verbose=verbose, host=host)
     runner = Runner(host or remote.target.label, ctx, check=check, diff=diff, reporter=reporter)
     project, env = playbook.project, playbook.environment

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import socket
+import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -31,7 +34,8 @@ from tests.images import image_ref
 
 pytestmark = pytest.mark.integration
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "apps"
+ROOT = Path(__file__).resolve().parent.parent.parent
+FIXTURES = ROOT / "tests" / "fixtures" / "apps"
 SECRET_NAME = "APP_SECRET"
 SECRET_VALUE = "pw-7Hq2-zz-dockyard-" + "x9Q"  # never printed, never in labels/argv/history
 
@@ -309,6 +313,56 @@ def test_failing_new_version_leaves_the_old_one_serving(env: Env, first) -> None
     assert len(env.containers("web")) == 1  # the failed new container was removed
     assert http_get(f"http://127.0.0.1:{env.web_port}/")[1].strip() == "hello from web version 2"
     assert env.json_docs[-1]["ok"] is False
+
+
+def cli(env: Env, *args: str) -> subprocess.CompletedProcess[str]:
+    env.playbook()  # write the current playbook
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("DOCKYARD_")}
+    environ["PYTHONPATH"] = str(ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "provision", *args],
+        cwd=env.root,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=environ,
+        check=False,
+    )
+
+
+def test_cli_status_logs_exec_and_check(env: Env, first) -> None:
+    before = {a: env.running(a)["Id"] for a in ("web", "site", "worker")}
+    r = cli(env, "status", "-p", "test.yml", "--json")
+    assert r.returncode == 0, r.stderr
+    rows = {row["app"]: row for row in json.loads(r.stdout)["apps"]}
+    assert sorted(rows) == ["site", "web", "worker"]
+    assert all(row["state"] == "running" and row["health"] == "healthy" for row in rows.values())
+    assert rows["web"]["ports"] == f"127.0.0.1:{env.web_port}->8000" and rows["web"]["image_size"] > 0
+
+    r = cli(env, "logs", "-p", "test.yml", "--app", "worker", "-n", "3")
+    assert r.returncode == 0 and "worker: heartbeat" in r.stdout and len(r.stdout.splitlines()) == 3
+
+    r = cli(env, "exec", "-p", "test.yml", "--app", "web", "--", "python3", "-c", "print(6 * 7)")
+    assert (r.returncode, r.stdout.strip()) == (0, "42"), r.stderr
+    r = cli(env, "exec", "-p", "test.yml", "--app", "web", "--", "sh", "-c", "exit 3")
+    assert r.returncode == 3
+
+    r = cli(env, "deploy", "-p", "test.yml", "--json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["changed"] == 0 and doc["built"] == [] and SECRET_VALUE not in r.stdout + r.stderr
+
+    (env.root / "static" / "VERSION").write_text("2\n")
+    r = cli(env, "deploy", "-p", "test.yml", "--check", "--diff", "--json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    changed = sorted(t["task"] for t in doc["hosts"][0]["tasks"] if t["status"] == "changed")
+    assert changed == ["app site: container", "app site: image"]
+    assert "+image: " in r.stderr  # the diff of the container's settings
+    assert {a: env.running(a)["Id"] for a in ("web", "site", "worker")} == before  # check changed nothing
+
+    r = cli(env, "deploy", "-p", "test.yml", "--app", "nope")
+    assert r.returncode == 2 and "nope" in r.stderr
 
 
 def test_dropped_app_is_reported_then_pruned(env: Env, first) -> None:

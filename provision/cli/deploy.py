@@ -1,0 +1,283 @@
+"""`deploy`, `status`, `logs`, `exec`: the apps on the host, over its one SSH connection.
+
+    invoke deploy -e ENV [--app NAME ...] [--check] [--diff] [--prune] [--prune-volumes] [--json] [-v]
+    invoke status -e ENV [--json]
+    invoke logs   -e ENV --app NAME [-f] [-n N]
+    invoke exec   -e ENV --app NAME -- CMD [ARG ...]      (or --cmd "CMD ARG ...")
+
+`deploy_host(pb, ...)` is the core `up` chains after provision and setup (pass the HostInfo / open Remote).
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from typing import Any
+
+from invoke.context import Context
+from invoke.exceptions import Exit
+
+from provision.cli.common import dockyard_task, emit_json, load, options
+from provision.errors import EXIT_FAILED, InputError
+
+__all__ = ["deploy", "exec_", "logs", "status"]
+
+APP_HELP = "only this app (repeatable); default: every app of the playbook"
+CHECK_HELP = "show what would be built, created, replaced or removed; change nothing"
+DIFF_HELP = "show before/after of each container's settings (secret-free)"
+PRUNE_HELP = "remove apps that are on the host but no longer in the playbook (not their volumes)"
+PRUNE_VOLUMES_HELP = "with --prune: also remove the removed apps' named volumes (their data!)"
+
+
+def _remote_for(pb: Any, host: Any = None) -> Any:
+    from provision.cli.setup import resolve_host, ssh_target
+    from provision.remote import Remote
+
+    return Remote(ssh_target(pb, host or resolve_host(pb)))
+
+
+def deploy_host(
+    pb: Any,
+    *,
+    check: bool = False,
+    diff: bool = False,
+    reporter: Any = None,
+    host: Any = None,
+    remote: Any = None,
+    only: list[str] | tuple[str, ...] = (),
+    prune: bool = False,
+    prune_volumes: bool = False,
+    verbose: bool = False,
+) -> Any:
+    """Deploy the playbook's apps; returns provision.deploy.DeployResult (its `.recap` for the report)."""
+    from provision.deploy import deploy as run_deploy
+    from provision.deploy import desired_apps, secret_source, select
+    from provision.report import Reporter
+
+    reporter = reporter or Reporter()
+    if prune_volumes and not prune:
+        raise InputError.single("--prune-volumes only makes sense with --prune", pb.source)
+    selection = select(pb, only)
+    secrets = secret_source(pb)
+    own = remote is None
+    if remote is None:
+        remote = _remote_for(pb, host)  # not connected yet
+    label = f"{pb.project}-{pb.environment}"
+    try:
+        # every input problem (templates, contexts, secrets) is found before the host is touched
+        desired = desired_apps(pb, selection.apps, secrets, remote.user)
+        with reporter.progress(f"[{label}] connecting to {remote.target.label}"):
+            remote.open()
+        return run_deploy(
+            pb,
+            remote,
+            reporter=reporter,
+            host=label,
+            only=only,
+            check=check,
+            diff=diff,
+            prune=prune,
+            prune_volumes=prune_volumes,
+            verbose=verbose,
+            secrets=secrets,
+            desired=desired,
+        )
+    finally:
+        if own:
+            remote.close()
+
+
+def app_urls(pb: Any, host: Any) -> dict[str, str]:
+    out = {}
+    for name, app in pb.apps.items():
+        if app.publish is None:
+            continue
+        if host is not None and host.published:
+            port = host.published.get(app.publish.host_port)
+            if port:
+                out[name] = f"http://127.0.0.1:{port}/"
+            continue
+        address = app.publish.host_ip or (getattr(host, "public_address", None) or pb.host.address or "HOST")
+        out[name] = f"http://{address}:{app.publish.host_port}/"
+    return out
+
+
+@dockyard_task(
+    help={
+        "app": APP_HELP,
+        "check": CHECK_HELP,
+        "diff": DIFF_HELP,
+        "prune": PRUNE_HELP,
+        "prune_volumes": PRUNE_VOLUMES_HELP,
+    },
+    iterable=["app"],
+)
+def deploy(
+    ctx: Context,
+    env: str | None = None,
+    playbook: str | None = None,
+    json: bool = False,
+    verbose: bool = False,
+    app: list[str] | None = None,
+    check: bool = False,
+    diff: bool = False,
+    prune: bool = False,
+    prune_volumes: bool = False,
+) -> None:
+    """Build and run the playbook's apps on the host, each in its own network (idempotent)."""
+    from provision.report import Reporter, to_json
+
+    opts = options(ctx, env, playbook, json, verbose)
+    pb = load(opts)
+    reporter = Reporter(json_mode=opts.json, verbose=opts.verbose)
+    result = deploy_host(
+        pb,
+        check=check,
+        diff=diff,
+        reporter=reporter,
+        only=list(app or ()),
+        prune=prune,
+        prune_volumes=prune_volumes,
+        verbose=opts.verbose,
+    )
+    reporter.recap([result.recap])
+    if opts.json:
+        emit_json(
+            to_json(
+                [result.recap],
+                {
+                    "command": "deploy",
+                    "check": check,
+                    "environment": pb.environment,
+                    "built": result.built,
+                    "orphans": result.orphans,
+                },
+            )
+        )
+    if result.failed:
+        raise Exit(code=EXIT_FAILED)
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
+        n /= 1000  # type: ignore[assignment]
+    return str(n)
+
+
+@dockyard_task()
+def status(
+    ctx: Context,
+    env: str | None = None,
+    playbook: str | None = None,
+    json: bool = False,
+    verbose: bool = False,
+) -> None:
+    """A table per app: version (build hash), state, health, ports, started, image size."""
+    from dataclasses import asdict
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from provision.deploy import status as app_status
+
+    opts = options(ctx, env, playbook, json, verbose)
+    pb = load(opts)
+    with _remote_for(pb) as remote:
+        rows = app_status(pb, remote)
+    if opts.json:
+        emit_json({"command": "status", "environment": pb.environment, "apps": [asdict(r) for r in rows]})
+        return
+    table = Table(title=f"{pb.project}/{pb.environment}", title_justify="left", box=None, pad_edge=False)
+    for column in ("app", "version", "state", "health", "ports", "started", "image"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(r.app, r.version, r.state, r.health, r.ports, r.started, _size(r.image_size))
+    Console(highlight=False).print(table)
+
+
+@dockyard_task(
+    help={
+        "app": "the app whose logs to show",
+        "follow": "keep streaming new lines (Ctrl-C stops)",
+        "n": "how many lines from the end (default 100; 0 = all)",
+    }
+)
+def logs(
+    ctx: Context,
+    env: str | None = None,
+    playbook: str | None = None,
+    json: bool = False,
+    verbose: bool = False,
+    app: str = "",
+    follow: bool = False,
+    n: int = 100,
+) -> None:
+    """Print an app's container logs (stdout and stderr)."""
+    from provision.deploy import find_container
+
+    opts = options(ctx, env, playbook, json, verbose)
+    pb = load(opts)
+    if not app:
+        raise InputError.single("--app NAME is required", pb.source)
+    with _remote_for(pb) as remote:
+        cid = find_container(pb, remote, app)
+        api = remote.docker().api
+        tail: Any = n if n > 0 else "all"
+        if follow:
+            try:
+                for chunk in api.logs(cid, stream=True, follow=True, tail=tail):
+                    sys.stdout.write(chunk.decode("utf-8", "replace"))
+                    sys.stdout.flush()
+            except KeyboardInterrupt:
+                return
+        else:
+            sys.stdout.write(api.logs(cid, tail=tail).decode("utf-8", "replace"))
+
+
+def _exec_argv(cmd: str) -> list[str]:
+    if cmd:
+        return shlex.split(cmd)
+    if "--" in sys.argv:
+        return sys.argv[sys.argv.index("--") + 1 :]
+    return []
+
+
+@dockyard_task(
+    name="exec",
+    help={"app": "the app to run the command in", "cmd": "the command as one string (or give it after --)"},
+)
+def exec_(
+    ctx: Context,
+    env: str | None = None,
+    playbook: str | None = None,
+    json: bool = False,
+    verbose: bool = False,
+    app: str = "",
+    cmd: str = "",
+) -> None:
+    """Run a command in an app's running container; exits with the command's exit code."""
+    from provision.deploy import find_container
+
+    opts = options(ctx, env, playbook, json, verbose)
+    pb = load(opts)
+    argv = _exec_argv(cmd)
+    if not app or not argv:
+        raise InputError.single("usage: exec --app NAME -- CMD [ARG ...]", pb.source)
+    with _remote_for(pb) as remote:
+        cid = find_container(pb, remote, app)
+        api = remote.docker().api
+        exec_id = api.exec_create(cid, argv, stdout=True, stderr=True)["Id"]
+        for out, err in api.exec_start(exec_id, stream=True, demux=True):
+            if out:
+                sys.stdout.buffer.write(out)
+                sys.stdout.flush()
+            if err:
+                sys.stderr.buffer.write(err)
+                sys.stderr.flush()
+        code = api.exec_inspect(exec_id).get("ExitCode") or 0
+    if code:
+        raise Exit(code=int(code))
