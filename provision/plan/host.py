@@ -195,7 +195,8 @@ def _create_instance(d: HostDesired, facts: HostFacts) -> Change:
         return ctx.run_instance(run_instance_params(d, image, group_id),
                                 client_tokens(d.project, d.environment, group_id, gone))
 
-    what = f"{d.instance_type} from {image.id} ({d.image}), {d.volume_gb} GB gp3 encrypted root"
+    source = image.id if image.id == d.image else f"{image.id} ({d.image})"
+    what = f"{d.instance_type} from {source}, {d.volume_gb} GB gp3 encrypted root"
     return Change("aws:instance", "create", "absent", (
         Step(f"launch {d.host_name}: {what}", effect=run),
         Step("wait until the instance is running", effect=lambda ctx: ctx.wait_running(ctx.instance_id)),

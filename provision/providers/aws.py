@@ -329,17 +329,24 @@ def ensure_host(pb: Any, *, check: bool = False, resize: bool = False, reporter:
             note = f" (cleaned up what this run created: {', '.join(cleaned)})" if cleaned else ""
             raise StepFailed(f"{name}: {result.message}{note}")
     instance_id = ctx.instance_id or (facts.instances[0].id if facts.instances else None)
-    inst = None
-    if instance_id:
-        with aws_errors("describing the instance"):
-            resp = ec2.describe_instances(InstanceIds=[instance_id])
-        inst = parse_instance(resp["Reservations"][0]["Instances"][0])
+    inst = _describe(ec2, instance_id) if instance_id else None
+    if inst is not None and inst.state == "pending" and not check:
+        ctx.wait_running(inst.id)
+        inst = _describe(ec2, inst.id)
     info = host_info(pb, inst, region, changes)
+    if held:
+        info.data["held"] = [{"target": c.target, "reason": c.reason} for c in held]
     if check or inst is None:
         return info
     if wait_ssh and inst.state == "running":
         wait_until_ssh(pb, info, reporter, timeout=ssh_timeout)
     return info
+
+
+def _describe(ec2: Any, instance_id: str) -> InstanceFact:
+    with aws_errors("describing the instance"):
+        resp = ec2.describe_instances(InstanceIds=[instance_id])
+    return parse_instance(resp["Reservations"][0]["Instances"][0])
 
 
 def wait_until_ssh(pb: Any, info: HostInfo, reporter: Any, *, timeout: float = 300.0) -> str:

@@ -19,6 +19,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.exceptions import ClientError
+from botocore.stub import Stubber
 from moto import mock_aws
 from rich.console import Console
 
@@ -178,6 +179,9 @@ def test_provision_twice_makes_exactly_one_host_with_the_promised_settings(
     assert statuses(second) == {"aws key pair": Status.OK, "aws security group": Status.OK,
                                 "aws instance": Status.OK}
     assert again.host_id == info.host_id and again.data["changes"] == []
+    found = provider.find_host(pb, session=aws)
+    assert found is not None and (found.host_id, found.ssh_address, found.ssh_port) == \
+        (info.host_id, "127.0.0.1", banner)
 
     ec2 = aws.client("ec2")
     [inst] = live_instances(ec2)
@@ -305,6 +309,9 @@ def test_teardown_removes_only_dockyard_resources_and_can_run_again(aws, tmp_pat
         "Name"] == "running"
     assert ec2.describe_security_groups(GroupIds=[foreign_sg])["SecurityGroups"]
     assert (tmp_path / "known_hosts").read_text() == "other ssh-ed25519 BBBB\n"
+    volumes = ec2.describe_volumes(Filters=TAG_FILTERS)["Volumes"]
+    assert volumes == []  # the root volume went with the instance (DeleteOnTermination)
+    assert provider.find_host(pb, session=aws) is None
 
     again = reporter()
     assert provider.destroy_host(pb, reporter=again, session=aws) == []
@@ -373,6 +380,31 @@ def test_aws_errors_are_one_readable_line(aws, tmp_path, banner) -> None:
     with pytest.raises(StepFailed, match=r"InvalidAMIID\.NotFound.*check host\.image"):
         provider.ensure_host(write_playbook(tmp_path, banner, image="ami-0123456789abcdef0"),
                              reporter=reporter(), session=aws)
+
+
+def test_unauthorized_operation_is_one_line_without_the_encoded_blob(aws, tmp_path, banner,
+                                                                      monkeypatch) -> None:
+    seed_image(aws)
+    pb = write_playbook(tmp_path, banner)
+    real_client = aws.client
+
+    def stubbed_client(name: str, **kwargs: Any) -> Any:
+        client = real_client(name, **kwargs)
+        if name == "ec2":
+            stubber = Stubber(client)
+            stubber.add_client_error(
+                "describe_vpcs", "UnauthorizedOperation",
+                "You are not authorized to perform this operation. Encoded authorization failure message: "
+                + "Q" * 900)
+            stubber.activate()
+        return client
+
+    monkeypatch.setattr(aws, "client", stubbed_client)
+    with pytest.raises(StepFailed) as err:
+        provider.ensure_host(pb, reporter=reporter(), session=aws)
+    message = str(err.value)
+    assert "UnauthorizedOperation" in message and "IAM permission" in message
+    assert "QQQQ" not in message and "\n" not in message and len(message) < 300
 
 
 def test_explicit_ami_and_al2023_alias_resolve(aws, tmp_path, banner, no_remote_dials) -> None:

@@ -25,7 +25,13 @@ from provision.facts.aws import (
     parse_security_group,
     read_local_key,
 )
-from provision.plan.host import client_tokens, desired_from_playbook, plan_host, plan_teardown
+from provision.plan.host import (
+    client_tokens,
+    desired_from_playbook,
+    plan_host,
+    plan_teardown,
+    run_instance_params,
+)
 from provision.spec import Playbook
 
 pytestmark = pytest.mark.unit
@@ -309,3 +315,13 @@ def test_rsa_fingerprint_is_md5_of_the_der_public_key_as_aws_documents(tmp_path:
 def test_missing_public_key_is_invalid_input_naming_the_file(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"id_none\.pub.*ssh-keygen"):
         read_local_key(tmp_path / "id_none")
+
+
+def test_subnet_and_instance_profile_reach_run_instances(tmp_path: Path) -> None:
+    pb = _playbook(tmp_path, subnet_id="subnet-0abc", instance_profile="docker-host")
+    params = run_instance_params(desired_from_playbook(pb, read_local_key(pb.key_file)), IMAGE, "sg-1")
+    assert params["SubnetId"] == "subnet-0abc" and params["IamInstanceProfile"] == {"Name": "docker-host"}
+    arn = "arn:aws:iam::123456789012:instance-profile/docker-host"
+    pb = _playbook(tmp_path, instance_profile=arn)
+    params = run_instance_params(desired_from_playbook(pb, read_local_key(pb.key_file)), IMAGE, "sg-1")
+    assert params["IamInstanceProfile"] == {"Arn": arn} and "SubnetId" not in params
