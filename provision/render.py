@@ -18,7 +18,7 @@ Variables, lowest precedence first: the template's defaults < built-ins (`app`, 
 `port`, `command`, `volumes`; `port` and `command` only when the app sets them) < top-level `vars` < the app's
 `vars`. Rendering uses StrictUndefined: a missing variable is an InputError naming template, variable, app.
 Filters: `json`, `shquote`, `as_list` (a string becomes one item), `as_argv` (a string is shell-split);
-global `fail(message)` lets a template reject a bad value.
+test `match(regex)` (full match); global `fail(message)` lets a template reject a bad value.
 """
 
 from __future__ import annotations
@@ -128,6 +128,7 @@ def _environment(playbook: Playbook | None) -> jinja2.Environment:
     env.filters["shquote"] = lambda v: shlex.quote(str(v))
     env.filters["as_list"] = _as_list
     env.filters["as_argv"] = _as_argv
+    env.tests["match"] = lambda value, pattern: re.fullmatch(pattern, str(value)) is not None
     env.globals["fail"] = _fail
     return env
 

@@ -257,7 +257,7 @@ def test_builtin_template_shape(name: str, tmp_path: Path) -> None:
     pb = make_playbook(tmp_path, {"app": {"template": name, "port": 8080}})
     text = render_dockerfile(pb, "app").text
     lines = text.splitlines()
-    assert text.endswith("\n")
+    assert text.endswith("\n") and "\n\n" not in text  # no stray blank lines from template tags
     assert [line for line in lines if line.startswith("FROM ")] == [f"FROM {info.defaults['base_image']}"]
     assert "org.opencontainers.image.title=\"shop/app\"" in text
     users = [line for line in lines if line.startswith("USER ")]
@@ -293,3 +293,19 @@ def _cmd(text: str) -> list[str]:
 
 def _flag(argv: list[str], flag: str) -> str:
     return argv[argv.index(flag) + 1]
+
+
+@pytest.mark.parametrize(("template", "bad", "message"), [
+    ("python-web", {"uid": "root"}, "uid must be a number ≥ 1"),
+    ("static-site", {"uid": 0}, "uid must be a number ≥ 1"),
+    ("node-web", {"user": "Bad User"}, "user must be a lower-case user name"),
+    ("python-web", {"port": "http"}, "port must be a number from 1 to 65535"),
+    ("generic", {"env": {"not-a-name": "x"}}, "not-a-name is not an environment variable name"),
+])
+def test_bad_values_are_refused_rather_than_rendered(tmp_path: Path, template: str, bad: dict[str, Any],
+                                                     message: str) -> None:
+    pb = make_playbook(tmp_path, {"a": {"template": template, "port": 8080, "vars": bad}})
+    with pytest.raises(InputError) as exc:
+        render_dockerfile(pb, "a")
+    p = problem(exc)
+    assert p.key_path == "apps.a.vars" and message in p.message and f"template {template!r}" in p.message
