@@ -202,6 +202,10 @@ class Remote:
         return self.target.user
 
     @property
+    def banner_timeout(self) -> float:
+        return max(2.0, 1.5 * self.target.connect_timeout)
+
+    @property
     def transport(self) -> paramiko.Transport:
         self.open()
         assert self.conn is not None
@@ -212,7 +216,7 @@ class Remote:
 
     def _connection(self, host: str, port: int, user: str | None, gateway: Connection | None) -> Connection:
         t = self.target
-        kwargs: dict[str, Any] = {"banner_timeout": max(t.connect_timeout, 15.0),
+        kwargs: dict[str, Any] = {"banner_timeout": self.banner_timeout,
                                   "auth_timeout": max(t.connect_timeout, 15.0)}
         if t.key_file is not None and t.key_file.exists():
             kwargs.update(key_filename=str(t.key_file), look_for_keys=False, allow_agent=False)
@@ -264,6 +268,10 @@ class Remote:
             return StepFailed(f"{where}: authentication failed (key {t.key_file})")
         if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError | ConnectionRefusedError):
             return StepFailed(f"{where}: connection refused")
+        if isinstance(exc, paramiko.SSHException) and ("banner" in str(exc).lower()
+                                                       or "no existing session" in str(exc).lower()):
+            return StepFailed(f"{where}: the SSH handshake did not complete within {self.banner_timeout:g}s "
+                              "(no SSH banner: is sshd running there?)")
         if isinstance(exc, socket.timeout | TimeoutError):
             return StepFailed(f"{where}: timed out after {t.connect_timeout:g}s")
         if isinstance(exc, socket.gaierror):

@@ -137,6 +137,13 @@ def test_connection_errors_are_one_line(sshd, tmp_path):
     with pytest.raises(StepFailed) as err:
         Remote(SshTarget("127.0.0.1", closed, "root", wrong, tmp_path / "kh", connect_timeout=3)).open()
     assert "connection refused" in str(err.value)
+    with socket.socket() as silent:  # accepts TCP but never speaks SSH
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        port = silent.getsockname()[1]
+        with pytest.raises(StepFailed) as err:
+            Remote(SshTarget("127.0.0.1", port, "root", wrong, tmp_path / "kh", connect_timeout=1)).open()
+        assert "no SSH banner" in str(err.value) and "\n" not in str(err.value)
     with pytest.raises(StepFailed, match="does not exist"):
         Remote(SshTarget("127.0.0.1", closed, "root", tmp_path / "nope", tmp_path / "kh")).open()
 
