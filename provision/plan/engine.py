@@ -225,9 +225,10 @@ def _needs_relaxed_ulimits(facts: EngineFacts) -> bool:
     limit_too_low = facts.hard_nofile is None or facts.hard_nofile < WANTED_NOFILE
     if not limit_too_low or facts.systemd:
         return False
-    if facts.installed:
-        return facts.init_script and facts.init_fatal_ulimits > 0
-    return facts.os.package_manager == "apt"  # Debian's docker.io ships the init script with bare ulimits
+    if facts.init_script:  # installed, or a wrapper/diversion already in place (the local sandbox image)
+        return facts.init_fatal_ulimits > 0
+    # not there yet: Debian's docker.io will ship the init script with bare ulimit lines
+    return not facts.installed and facts.os.package_manager == "apt"
 
 
 def plan_init_script(facts: EngineFacts) -> EngineTask:

@@ -314,3 +314,12 @@ def test_good_daemon_json_passes():
     text = render_daemon_json(EngineSpec(daemon={"dns": ["1.1.1.1"], "default-ulimits": {},
                                                  "log-opts": {"max-size": "5m"}, "debug": False}))
     assert check_daemon_json(text)["dns"] == ["1.1.1.1"]
+
+
+def test_an_init_script_already_in_place_is_left_alone():
+    """The local sandbox image ships a wrapper at /etc/init.d/docker before docker is installed."""
+    facts = parse_engine_facts(DEBIAN_FRESH.replace("@@init-script\n", "@@init-script\npresent\n0\n"))
+    assert facts.init_script and not facts.installed
+    assert by_name(plan_engine(desired(), facts))["init script"].changes == []
+    fatal = parse_engine_facts(configured().replace("@@init-script\npresent\n0", "@@init-script\npresent\n3"))
+    assert argvs(by_name(plan_engine(desired(), fatal))["init script"]) == [cmd.init_relax_ulimits()]
