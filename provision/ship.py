@@ -34,7 +34,7 @@ class Shipped:
     ref: str
     image_id: str
     shipped: bool  # False: the host already had this image id under this name
-    size: int = 0  # bytes streamed
+    size: int = 0  # bytes streamed (in one stream with the other refs shipped at the same time)
 
 
 def plan_ship(refs: Iterable[str], local_ids: Mapping[str, str], remote_ids: Mapping[str, str | None]
@@ -112,10 +112,16 @@ def remote_ids(remote: Any, refs: list[str], *, sudo: bool = False) -> dict[str,
     return parse_inspect(remote.run(inspect_argv(refs), sudo=sudo).stdout)
 
 
-def _chunks(client: Any, ref: str) -> Iterator[bytes]:
-    image = client.images.get(ref)
-    named = ref if ref in (image.tags or []) else False
-    yield from image.save(chunk_size=CHUNK, named=named)
+def _chunks(client: Any, refs: list[str]) -> Iterator[bytes]:
+    """One `docker save` stream of every ref (`GET /images/get?names=…`, what the SDK's `Image.save` does for
+    one): layers the images share (their base) travel once."""
+    if len(refs) == 1:
+        image = client.images.get(refs[0])
+        yield from image.save(chunk_size=CHUNK, named=refs[0] if refs[0] in (image.tags or []) else False)
+        return
+    api = client.api
+    response = api._get(api._url("/images/get"), params={"names": refs}, stream=True)
+    yield from api._stream_raw_result(response, CHUNK, False)
 
 
 def stream_load(remote: Any, chunks: Iterable[bytes], *, sudo: bool = False, what: str = "image") -> int:
@@ -170,15 +176,12 @@ def ship(client: Any, remote: Any, refs: Iterable[str], *, sudo: bool = False,
     mine = local_ids(client, refs)
     theirs = remote_ids(remote, refs, sudo=sudo)
     todo = plan_ship(refs, mine, theirs)
-    results = []
-    for ref in refs:
-        if ref not in todo:
-            results.append(Shipped(ref, mine[ref], False))
-            continue
+    size = 0
+    if todo:
         if say is not None:
-            say(f"shipping {ref} ({mine[ref][7:19]}) to {remote.target.label}")
-        size = stream_load(remote, _chunks(client, ref), sudo=sudo, what=ref)
-        results.append(Shipped(ref, mine[ref], True, size))
+            say(f"shipping {', '.join(todo)} to {remote.target.label}")
+        size = stream_load(remote, _chunks(client, todo), sudo=sudo, what=", ".join(todo))
+    results = [Shipped(ref, mine[ref], ref in todo, size if ref in todo else 0) for ref in refs]
     after = remote_ids(remote, todo, sudo=sudo)
     wrong = [ref for ref in todo if after.get(ref) != mine[ref]]
     if wrong:

@@ -77,7 +77,7 @@ def test_local_sandbox_provision_ssh_ship_reprovision_teardown(tmp_path: Path, u
     monkeypatch.setenv("DOCKYARD_MINBASE", "dockyard-ci/bookworm-minbase:1")
     monkeypatch.setenv("DOCKYARD_SANDBOX_BASE", "debootstrap")  # no registry here: never try to pull
     pb = _playbook(tmp_path, unique)
-    tiny = f"{unique}/tiny:1"
+    tiny, other = f"{unique}/tiny:1", f"{unique}/tiny:2"
     try:
         # provision: a running container found by its labels, SSH answering on a 127.0.0.1 port
         reporter, _ = _reporter()
@@ -146,6 +146,13 @@ def test_local_sandbox_provision_ssh_ship_reprovision_teardown(tmp_path: Path, u
             assert inner.stdout.strip() == local_id
             second = ship(docker_client, remote, [tiny], sudo=True)
             assert [(s.shipped, s.size) for s in second] == [(False, 0)]
+            # several images in one stream; only the missing one moves
+            other_id = _tiny_image(docker_client, other)
+            both = ship(docker_client, remote, [tiny, other], sudo=True)
+            assert [(s.ref, s.image_id, s.shipped) for s in both] == [(tiny, local_id, False),
+                                                                      (other, other_id, True)]
+            ids = remote.run(["docker", "image", "inspect", "--format", "{{.Id}}", tiny, other], sudo=True)
+            assert ids.stdout.split() == [local_id, other_id]
 
         # teardown: container and volume gone, nothing else with the labels; a second teardown is a no-op
         reporter, _ = _reporter()
@@ -159,5 +166,6 @@ def test_local_sandbox_provision_ssh_ship_reprovision_teardown(tmp_path: Path, u
         local.destroy_host(pb, reporter=_reporter()[0], client=docker_client)
         import docker
 
-        with contextlib.suppress(docker.errors.ImageNotFound):
-            docker_client.images.remove(tiny, force=True)
+        for ref in (tiny, other):
+            with contextlib.suppress(docker.errors.ImageNotFound):
+                docker_client.images.remove(ref, force=True)
