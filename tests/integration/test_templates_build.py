@@ -220,3 +220,18 @@ def _wait_heartbeat(container, attempts: int = 60, delay: float = 0.5) -> None:
     assert result is not None and result.exit_code == 0, "the worker never wrote a heartbeat"
     assert b"worker: heartbeat 1" in container.logs()
     assert container.exec_run(["id", "-u"]).output.decode().strip() == "10001"
+
+
+def test_user_is_created_on_a_base_without_useradd_or_adduser(docker_client, tmp_path: Path) -> None:
+    """The last-resort branch (append to /etc/passwd) for bases with neither shadow nor busybox tools."""
+    case = CASES["static-site"]
+    pb = load_playbook(_playbook(tmp_path, "static-site", case, "unused"))
+    text = render_dockerfile(pb, "app").text
+    start = text.index("RUN set -eu;")
+    script = text[start + len("RUN "):text.index("\n    fi\n", start) + len("\n    fi")].replace("\\\n", "\n")
+    probe = (f"{script}\ncommand -v useradd adduser || true\n"
+             "id -u app; id -g app; grep -c '^app:' /etc/passwd; grep -c '^app:' /etc/group")
+    # PATH without the sbin directories hides useradd/groupadd (Debian has no adduser applet in busybox)
+    out = docker_client.containers.run(image_ref("static", docker_client), ["sh", "-c", probe], remove=True,
+                                       environment={"PATH": "/usr/bin:/bin"}).decode().split()
+    assert out == ["10001", "10001", "1", "1"], out
