@@ -434,3 +434,66 @@ def test_run_instance_moves_past_a_token_pinned_to_a_terminated_instance() -> No
     ctx = provider.AwsContext(fake, REGION)
     assert ctx.run_instance({"ImageId": "ami-1"}, ["tok-a", "tok-b", "tok-c"]) == "i-2"
     assert fake.tokens == ["tok-a", "tok-b"] and ctx.created == [("instance", "i-2")]
+
+
+def test_instance_that_dies_while_starting_is_cleaned_up_with_the_rest(aws, tmp_path, banner,
+                                                                        monkeypatch) -> None:
+    seed_image(aws)
+    pb = write_playbook(tmp_path, banner)
+    ec2 = aws.client("ec2")
+    # the group exists from an earlier run: the failed run must not delete it
+    provider.ensure_host(pb, reporter=reporter(), session=aws)
+    provider.destroy_host(pb, reporter=reporter(), session=aws)
+    ours = [{"Key": "dockyard:project", "Value": "shop"}, {"Key": "dockyard:environment", "Value": "staging"}]
+    spec = [{"ResourceType": "security-group", "Tags": ours}]
+    gid = ec2.create_security_group(GroupName="dockyard-shop-staging", Description="earlier",
+                                    TagSpecifications=spec)["GroupId"]
+
+    def dies(self: Any, instance_id: str | None) -> None:
+        raise StepFailed(f"{instance_id or self.instance_id} went to terminated: Server.InternalError")
+
+    monkeypatch.setattr(provider.AwsContext, "wait_running", dies)
+    with pytest.raises(StepFailed, match=r"went to terminated.*cleaned up.*instance i-.*key-pair") as err:
+        provider.ensure_host(pb, reporter=reporter(), session=aws)
+    assert "security-group" not in str(err.value)
+    assert live_instances(ec2) == [] and dockyard_keys(ec2) == []
+    assert [g["GroupId"] for g in dockyard_groups(ec2)] == [gid]
+
+
+def test_rules_added_concurrently_never_surface_as_duplicates(aws) -> None:
+    ec2 = aws.client("ec2")
+    gid = ec2.create_security_group(GroupName="g", Description="d")["GroupId"]
+    existing = {"IpProtocol": "tcp", "FromPort": 80, "ToPort": 80, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}
+    new = {"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}
+    ec2.authorize_security_group_ingress(GroupId=gid, IpPermissions=[existing])
+    with pytest.raises(ClientError, match="Duplicate"):  # what AWS (and moto) say for the batch
+        ec2.authorize_security_group_ingress(GroupId=gid, IpPermissions=[existing, new])
+    ctx = provider.AwsContext(ec2, REGION)
+    ctx.authorize_ingress(gid, [existing, new])
+    [group] = ec2.describe_security_groups(GroupIds=[gid])["SecurityGroups"]
+    assert ingress(group) == {(80, "0.0.0.0/0"), (443, "0.0.0.0/0")}
+    ctx.revoke_ingress(gid, [new, {**new, "FromPort": 8443, "ToPort": 8443}])  # one already gone: fine
+    [group] = ec2.describe_security_groups(GroupIds=[gid])["SecurityGroups"]
+    assert ingress(group) == {(80, "0.0.0.0/0")}
+
+
+class _BusyGroupEc2:
+    def __init__(self, busy: int) -> None:
+        self.busy = busy
+        self.calls = 0
+
+    def delete_security_group(self, GroupId: str) -> None:
+        self.calls += 1
+        if self.calls <= self.busy:
+            raise ClientError({"Error": {"Code": "DependencyViolation", "Message": "in use"}},
+                              "DeleteSecurityGroup")
+
+
+def test_group_still_held_by_a_terminated_instance_is_retried_then_deleted() -> None:
+    fake = _BusyGroupEc2(busy=2)
+    provider.AwsContext(fake, REGION, delay=0.01, max_wait=5).delete_security_group("sg-1")
+    assert fake.calls == 3
+    stuck = _BusyGroupEc2(busy=10**6)
+    with pytest.raises(StepFailed, match="DependencyViolation"):
+        provider.AwsContext(stuck, REGION, delay=0.01, max_wait=0.1).delete_security_group("sg-1")
+    assert stuck.calls <= 12
