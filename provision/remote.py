@@ -75,10 +75,12 @@ class SshTarget:
 
     @classmethod
     def from_host(cls, playbook: Playbook, info: Any) -> SshTarget:
-        """From a provider's HostInfo (`ssh_address`, `ssh_port`, `ssh_user`: ssh.* already applied)."""
+        """From a provider's HostInfo (`ssh_address`, `ssh_port`, `ssh_user`: ssh.* already applied; a
+        provider that made its own key, like `local`, names it in `data["key_file"]`)."""
         target = cls.from_playbook(playbook, info.ssh_address)
+        key = (getattr(info, "data", None) or {}).get("key_file")
         return replace(target, host=info.ssh_address or target.host, port=info.ssh_port or target.port,
-                       user=info.ssh_user or target.user)
+                       user=info.ssh_user or target.user, key_file=Path(key) if key else target.key_file)
 
     @property
     def label(self) -> str:
