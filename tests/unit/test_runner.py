@@ -171,3 +171,26 @@ def test_to_json_document():
 def test_unified_diff_of_new_file():
     text = unified_diff("daemon.json", None, "{}\n")
     assert "/dev/null" in text and "+{}" in text
+
+
+def test_parallel_tasks_on_one_host_are_all_recorded():
+    from concurrent.futures import ThreadPoolExecutor
+
+    ctx = FakeCtx()
+    r = Runner("h", ctx)
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda i: r.run_task(f"app {i}", [change(f"a{i}", (f"cmd{i}",))]), range(32)))
+    assert {x.status for x in results} == {Status.CHANGED}
+    assert len(r.recap.results) == 32 and len(ctx.calls) == 32
+
+
+def test_a_handler_that_cannot_plan_fails_the_host():
+    r = Runner("h", FakeCtx())
+
+    def broken():
+        raise StepFailed("gathering engine facts failed: connection lost")
+
+    r.add_handler("restart docker", broken)
+    r.run_task("a", [change("a", ("a",), notify=("restart docker",))])
+    [h] = r.flush_handlers()
+    assert h.status is Status.FAILED and "connection lost" in h.message and r.failed
