@@ -44,6 +44,7 @@ from provision.spec import EngineSpec, Playbook
 BUILTIN_DIR = Path(provision.__file__).resolve().parent / "templates"
 DOCKERFILE_SUFFIX = ".Dockerfile.j2"
 DAEMON_TEMPLATE = "engine/daemon.json.j2"
+TEMPLATE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
 class TemplateFailure(Exception):
@@ -89,14 +90,12 @@ def template_dirs(playbook: Playbook | None) -> list[Path]:
         dirs.append(base / "templates")
         if base.name == "playbooks":
             dirs.append(base.parent / "templates")
-    dirs.append(BUILTIN_DIR)
+    builtin = BUILTIN_DIR.resolve()
     out: list[Path] = []
-    for d in dirs:
-        if d.is_dir() and all(d.resolve() != o.resolve() for o in out):
+    for d in dirs:  # (dockyard's own playbooks/ sits beside the built-in templates/: not a project dir)
+        if d.is_dir() and d.resolve() != builtin and all(d.resolve() != o.resolve() for o in out):
             out.append(d)
-    if BUILTIN_DIR not in out:
-        out.append(BUILTIN_DIR)  # a project dir that *is* the built-in dir (dockyard's own playbooks)
-    return out
+    return [*out, BUILTIN_DIR]
 
 
 def _fail(message: str) -> None:
@@ -154,6 +153,10 @@ def list_templates(playbook: Playbook | None = None) -> list[str]:
 
 def template_info(name: str, playbook: Playbook | None = None, key_path: str = "") -> TemplateInfo:
     """The template `name` and its metadata; InputError (listing the available ones) when it is unknown."""
+    if not TEMPLATE_NAME_RE.fullmatch(name):
+        raise InputError.single(f"{name!r} is not a template name (letters, digits, '.', '_', '-'; the "
+                                f"file is templates/dockerfiles/<name>{DOCKERFILE_SUFFIX})",
+                                _source(playbook), key_path)
     path = _template_file(playbook, f"dockerfiles/{name}{DOCKERFILE_SUFFIX}")
     if path is None:
         available = list_templates(playbook)

@@ -309,3 +309,21 @@ def test_bad_values_are_refused_rather_than_rendered(tmp_path: Path, template: s
         render_dockerfile(pb, "a")
     p = problem(exc)
     assert p.key_path == "apps.a.vars" and message in p.message and f"template {template!r}" in p.message
+
+
+def test_a_template_name_cannot_reach_outside_the_template_dirs(tmp_path: Path) -> None:
+    write(tmp_path / "secret.Dockerfile.j2", "FROM leaked\n")
+    pb = make_playbook(tmp_path, {})  # the loader refuses such names too; render does not rely on it
+    with pytest.raises(InputError) as exc:
+        template_info("../../secret", pb, key_path="apps.a.template")
+    p = problem(exc)
+    assert p.key_path == "apps.a.template" and "is not a template name" in p.message
+
+
+def test_dockyards_own_playbooks_dir_does_not_list_builtins_twice() -> None:
+    from provision.render import template_dirs
+
+    root = Path(__file__).resolve().parents[2]
+    pb = load_playbook(root / "playbooks" / "local.yml")
+    assert [d.resolve() for d in template_dirs(pb)] == [BUILTIN_DIR.resolve()]
+    assert all(template_info(n, pb).builtin for n in list_templates(pb))
