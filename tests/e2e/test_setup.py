@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from invoke import Collection, Program
 
+from provision.changes import Status
 from provision.cli.setup import setup
 from provision.remote import Remote
 from provision.render import render_daemon_json
@@ -145,3 +146,18 @@ def test_daemon_json_change_restarts_once(host, tmp_path, capsys):
     assert json.loads(out)["log-opts"] == {"max-file": "3", "max-size": "20m"}
     code, doc, err = run_setup(capsys, playbook)
     assert code == 0 and doc["changed"] == 0, err
+
+
+def test_setup_host_shares_an_open_connection_for_up(host, tmp_path):
+    """`up` passes one open Remote to setup and then to deploy: setup must leave it open and usable."""
+    from provision.cli.setup import setup_host
+    from provision.playbook import load_playbook
+    from provision.report import Reporter
+
+    pb = load_playbook(write_playbook(host, tmp_path, daemon="{log-level: warn, log-opts: {max-size: 20m}}"))
+    with Remote(host.target()) as remote:
+        recap = setup_host(pb, remote=remote, reporter=Reporter(json_mode=True))
+        assert not recap.failed and recap.count(Status.CHANGED) == 0
+        assert remote.connections_opened == 1
+        assert remote.docker().containers.list() == []  # the Docker API rides the same connection
+        assert remote.run(["docker", "ps", "-q"]).stdout == ""
