@@ -48,11 +48,10 @@ def ssh_target(pb: Any, host: Any) -> Any:
 
 def desired_engine(pb: Any) -> Any:
     """Render + validate daemon.json (InputError before anything is touched)."""
-    from provision.plan.engine import EngineDesired, check_daemon_json
-    from provision.render import render_daemon_json
-
     from provision.errors import InputError
     from provision.facts.engine import USER_RE
+    from provision.plan.engine import EngineDesired, check_daemon_json
+    from provision.render import render_daemon_json
 
     for user in pb.engine.users:
         if not USER_RE.match(user):
