@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -280,7 +280,7 @@ def _host_label(pb: Any) -> str:
     return f"{pb.project}-{pb.environment}"
 
 
-def host_info(pb: Any, inst: InstanceFact | None, region: str, changes: list[Change] = ()) -> HostInfo:
+def host_info(pb: Any, inst: InstanceFact | None, region: str, changes: Sequence[Change] = ()) -> HostInfo:
     address = (inst.public_ip or inst.private_ip) if inst else None
     data = {"region": region, "instance_type": inst.instance_type if inst else pb.host.instance_type,
             "public_dns": inst.public_dns if inst else None,
@@ -319,7 +319,7 @@ def ensure_host(pb: Any, *, check: bool = False, resize: bool = False, reporter:
     held = [c for c in changes if c.action == "resize" and not resize and not check]
     for c in held:
         reporter.warn(f"{c.reason}; not applied: re-run with --resize")
-    todo = [c for c in changes if c not in held]
+    todo = [c for c in changes if all(c is not h for h in held)]
     ctx = AwsContext(ec2, region, delay=delay, progress=reporter.log)
     runner = Runner(_host_label(pb), ctx, check=check, reporter=reporter)
     for name, targets in TASKS:
