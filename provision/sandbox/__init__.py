@@ -168,22 +168,38 @@ def debootstrap_minbase(client: Any, ref: str = MINBASE, say: Say = print) -> st
                          "apt-get install debootstrap (or make debian:bookworm-slim available locally)")
     if os.geteuid() != 0:
         raise StepFailed("no registry is reachable: building the sandbox base with debootstrap needs root")
-    say(f"sandbox: no registry image; building {ref} with debootstrap --variant=minbase bookworm (once)")
-    with tempfile.TemporaryDirectory(prefix="dockyard-minbase-") as tmp:
-        root = Path(tmp) / "root"
-        proc = subprocess.run([binary, "--variant=minbase", "bookworm", str(root), MIRROR],
+    mirror = os.environ.get("DOCKYARD_DEBIAN_MIRROR") or MIRROR
+    say(f"no registry image: building {ref} with debootstrap --variant=minbase bookworm (once)")
+    tmp = Path(tempfile.mkdtemp(prefix="dockyard-minbase-", dir="/var/tmp"))
+    root = tmp / "root"
+    try:
+        proc = subprocess.run([binary, "--variant=minbase", "bookworm", str(root), mirror],
                               capture_output=True, text=True, timeout=BUILD_TIMEOUT, check=False)
         if proc.returncode != 0:
             tail = (proc.stderr or proc.stdout).strip()[-800:]
             raise StepFailed(f"debootstrap failed (exit {proc.returncode}): {tail}")
-        (root / "etc/apt/apt.conf.d/docker-clean").write_text(
-            'DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb || true"; };\n')
-        archive = Path(tmp) / "rootfs.tar"
+        for junk in ("var/cache/apt/archives", "var/lib/apt/lists"):
+            for path in (root / junk).glob("*"):
+                if path.is_file():
+                    path.unlink()
+        archive = tmp / "rootfs.tar"
         subprocess.run(["tar", "--numeric-owner", "-C", str(root), "-cf", str(archive), "."], check=True,
                        timeout=BUILD_TIMEOUT)
         repo, _, tag = ref.rpartition(":")
         client.api.import_image(src=str(archive), repository=repo, tag=tag)
+    finally:
+        _remove_tree(tmp)
     return ref
+
+
+def _remove_tree(tmp: Path) -> None:
+    """debootstrap mounts proc/sys inside its target: unmount whatever is left before removing anything."""
+    prefix = str(tmp) + "/"
+    with open("/proc/mounts", encoding="utf-8") as fh:
+        mounts = [line.split()[1] for line in fh if line.split()[1].startswith(prefix)]
+    for mount in sorted(mounts, reverse=True):
+        subprocess.run(["umount", "-l", mount], check=False, capture_output=True)
+    subprocess.run(["rm", "-rf", "--one-file-system", str(tmp)], check=False, capture_output=True)
 
 
 def _pull_slim(client: Any, say: Say) -> bool:

@@ -79,6 +79,14 @@ def test_local_sandbox_provision_ssh_ship_reprovision_teardown(tmp_path: Path, u
     pb = _playbook(tmp_path, unique)
     tiny, other = f"{unique}/tiny:1", f"{unique}/tiny:2"
     try:
+        # --check on nothing: reports the creation, creates nothing (not even the key)
+        reporter, _ = _reporter()
+        planned = local.ensure_host(pb, check=True, reporter=reporter, client=docker_client)
+        assert _status(reporter, "local sandbox") is Status.CHANGED
+        assert (planned.state, planned.host_id) == ("absent", "")
+        assert _owned(docker_client, pb) == ([], []) and local.find_host(pb, client=docker_client) is None
+        assert not (tmp_path / "playbooks" / ".dockyard" / "sbx" / "id_ed25519").exists()
+
         # provision: a running container found by its labels, SSH answering on a 127.0.0.1 port
         reporter, _ = _reporter()
         info = local.ensure_host(pb, reporter=reporter, client=docker_client)
