@@ -15,6 +15,7 @@ The build contexts get the host's extra CA certificates (`/usr/local/share/ca-ce
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -256,10 +257,23 @@ def _ensure(client: Any, ref: str, files: Mapping[str, bytes], say: Say) -> Buil
 
 
 def ensure_sandbox_image(client: Any, say: Say = print) -> Built:
-    """`dockyard/sandbox:<recipe hash>`, built when absent."""
+    """`dockyard/sandbox:<recipe hash>`, built when absent; older recipes no container uses are removed."""
     files = sandbox_files(ca_certs())
     ref = f"{SANDBOX_REPO}:{recipe_hash(files)}"
-    return _ensure(client, ref, files, say)
+    built = _ensure(client, ref, files, say)
+    if built.built:
+        _remove_old_sandbox_images(client, keep=ref)
+    return built
+
+
+def _remove_old_sandbox_images(client: Any, keep: str) -> None:
+    import docker
+
+    for image in client.images.list(name=SANDBOX_REPO, filters={"label": RECIPE_LABEL}):
+        for tag in image.tags:
+            if tag != keep and tag.startswith(SANDBOX_REPO + ":"):
+                with contextlib.suppress(docker.errors.APIError):
+                    client.images.remove(tag)  # never forced: an image a sandbox still runs stays
 
 
 def ensure_base_images(client: Any, names: Iterable[str], say: Say = print) -> list[Built]:

@@ -48,4 +48,11 @@ unset DOCKYARD_AUTHORIZED_KEY
 # Host keys are made on first start (never baked into the image), and kept across restarts.
 ssh-keygen -A >/dev/null
 mkdir -p /run/sshd
+
+# A VM starts its enabled services when it boots; there is no init system here, so after a restart of the
+# sandbox start the engine `setup` installed and enabled (its data is on the /var/lib/docker volume).
+if ls /etc/rc2.d/S*docker >/dev/null 2>&1 && [ -x /etc/init.d/docker ]; then
+	/etc/init.d/docker start >/dev/null 2>&1 || echo "sandbox: the docker service did not start" >&2
+fi
+
 exec /usr/sbin/sshd -D -e

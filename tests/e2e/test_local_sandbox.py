@@ -162,6 +162,18 @@ def test_local_sandbox_provision_ssh_ship_reprovision_teardown(tmp_path: Path, u
             ids = remote.run(["docker", "image", "inspect", "--format", "{{.Id}}", tiny, other], sudo=True)
             assert ids.stdout.split() == [local_id, other_id]
 
+        # like a VM reboot: the sandbox restarts with its enabled engine running and its images kept
+        container.restart(timeout=10)
+        rebooted = local.ensure_host(pb, reporter=_reporter()[0], client=docker_client)
+        assert rebooted.host_id == info.host_id
+        with Remote(local.ssh_target(pb, rebooted)) as remote:
+            for _ in range(60):
+                if remote.run(["docker", "info"], sudo=True, check=False).ok:
+                    break
+                time.sleep(1)
+            ids = remote.run(["docker", "image", "inspect", "--format", "{{.Id}}", tiny, other], sudo=True)
+            assert ids.stdout.split() == [local_id, other_id]
+
         # teardown: container and volume gone, nothing else with the labels; a second teardown is a no-op
         reporter, _ = _reporter()
         changes = local.destroy_host(pb, reporter=reporter, client=docker_client)
