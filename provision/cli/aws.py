@@ -73,7 +73,8 @@ def say_where(pb: Any, info: Any, reporter: Any) -> None:
     if info.ssh_address:
         port = f" -p {info.ssh_port}" if info.ssh_port != 22 else ""
         jump = f" -J {pb.ssh.jump}" if pb.ssh.jump else ""
-        reporter.info(f"reach it: ssh -i {pb.key_file}{port}{jump} {info.ssh_user}@{info.ssh_address}")
+        key = info.data.get("key_file") or pb.key_file
+        reporter.info(f"reach it: ssh -i {key}{port}{jump} {info.ssh_user}@{info.ssh_address}")
         reporter.info(f"next: invoke setup -e {pb.environment}")
 
 
@@ -152,7 +153,8 @@ def teardown(ctx: Context, env: str | None = None, playbook: str | None = None, 
 @dockyard_task(help={"check": CHECK_HELP, "yes": YES_HELP})
 def recreate(ctx: Context, env: str | None = None, playbook: str | None = None, json: bool = False,
              verbose: bool = False, check: bool = False, yes: bool = False) -> None:
-    """Tear the host down and provision a fresh one (a clean staging host for a release)."""
+    """Tear the host down, then `up` a fresh one from nothing: provision, setup, deploy."""
+    from provision.cli.pipeline import finish, run_up
     from provision.report import Reporter
 
     opts = options(ctx, env, playbook, json, verbose)
@@ -161,10 +163,8 @@ def recreate(ctx: Context, env: str | None = None, playbook: str | None = None, 
     started = time.monotonic()
     removed = _teardown(pb, check=check, yes=yes, reporter=reporter)
     if check:
-        reporter.info("then: provision a fresh host from nothing")
+        reporter.info("then: provision a fresh host from nothing, set up its engine and deploy every app")
         _finish("recreate", pb, reporter, started, opts, check, {"changes": changes_json(removed)})
         return
-    info = provision_host(pb, reporter=reporter)
-    say_where(pb, info, reporter)
-    _finish("recreate", pb, reporter, started, opts, check,
-            {"host": host_json(info), "removed": changes_json(removed)})
+    result = run_up(pb, reporter=reporter, verbose=opts.verbose, started=started)
+    finish("recreate", pb, result, reporter, opts, check, {"removed": changes_json(removed)})
