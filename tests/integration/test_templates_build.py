@@ -174,8 +174,10 @@ def test_rendered_template_builds_and_runs(case_id: str, docker_client, unique: 
     assert whoami == "10001" and ids == ["app"], (whoami, ids)
     if case.get("lockfile"):  # the `npm ci` branch ran: the lockfile is exactly the one we gave
         written = (pb.app_context("app") / "package-lock.json").read_text()
-        assert docker_client.containers.run(tag, ["cat", "/app/package-lock.json"], remove=True).decode() \
-            == written
+        # (the echo: a last line without a newline can be missing from a short-lived container's logs)
+        shown = docker_client.containers.run(tag, ["sh", "-c", "cat /app/package-lock.json; echo"],
+                                             remove=True).decode()
+        assert shown == written + "\n"
 
     name = f"{unique}-{template}"
     cleanup["containers"].append(name)
