@@ -246,6 +246,9 @@ def roll_out(
     (restart, when they had to stop for the port) the old ones, show its last log lines, fail."""
     api = _api(ctx)
     label = f"{config.app}"
+    for o in old:
+        if o.name == config.name:  # same config, running but unhealthy: keep it aside under another name
+            api.rename(o.id, f"{o.name}-prev-{int(time.time())}")
     with contextlib.suppress(Exception):  # a leftover of an interrupted run with the same name
         api.remove_container(config.name, force=True)
     result = ctx.remote.run(list(config.create_argv()))

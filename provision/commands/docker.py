@@ -215,7 +215,9 @@ class ContainerConfig:
         a: list[str] = ["docker", "create", "--name", self.name]
         for key, value in sorted(self.labels.items()):
             a += ["--label", f"{key}={value}"]
-        a += ["--network", self.network, "--network-alias", self.app]
+        # --init: a tiny init as PID 1 forwards SIGTERM (busybox httpd or sh as PID 1 ignore it, so every
+        # stop would wait out its timeout) and reaps zombies
+        a += ["--init", "--network", self.network, "--network-alias", self.app]
         for key, value in self.env:
             a += ["--env", f"{key}={value}"]
         if self.env_file:

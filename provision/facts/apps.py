@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -200,8 +201,11 @@ def gather(client: Any, project: str, environment: str) -> AppFacts:
     api = client.api
     by_project = {"label": [f"{LABEL_PROJECT}={project}"]}
     by_env = {"label": label_filters(project, environment)}
-    containers = api.containers(all=True, filters=by_project)
-    images = api.images(filters=by_project)
-    networks = api.networks(filters=by_env)
-    volumes = (api.volumes(filters=by_env) or {}).get("Volumes") or []
-    return parse(project, environment, containers, images, networks, volumes)
+    # four independent reads, in parallel: each rides its own channel of the one SSH connection
+    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="dockyard-facts") as pool:
+        containers = pool.submit(api.containers, all=True, filters=by_project)
+        images = pool.submit(api.images, filters=by_project)
+        networks = pool.submit(api.networks, filters=by_env)
+        volumes = pool.submit(api.volumes, filters=by_env)
+        vols = (volumes.result() or {}).get("Volumes") or []
+        return parse(project, environment, containers.result(), images.result(), networks.result(), vols)

@@ -315,6 +315,22 @@ def test_failing_new_version_leaves_the_old_one_serving(env: Env, first) -> None
     assert env.json_docs[-1]["ok"] is False
 
 
+def test_reach_lets_one_app_connect_to_another(env: Env, first) -> None:
+    probe = f"http://127.0.0.1:{env.web_port}/probe?host=site&port=8080"
+    env.apps["web"]["reach"] = ["site"]
+    try:
+        result = env.deploy()
+        assert not result.failed, failures(result)
+        assert json.loads(http_get(probe)[1])["ok"] is True  # by the app's name, on site's network
+        site = env.running("site")
+        assert sorted(site["NetworkSettings"]["Networks"]) == [f"{env.project}-test-site"]
+    finally:
+        env.apps["web"].pop("reach")
+    result = env.deploy()
+    assert not result.failed, failures(result)
+    assert json.loads(http_get(probe)[1])["ok"] is False
+
+
 def cli(env: Env, *args: str) -> subprocess.CompletedProcess[str]:
     env.playbook()  # write the current playbook
     environ = {k: v for k, v in os.environ.items() if not k.startswith("DOCKYARD_")}
