@@ -189,3 +189,58 @@ def test_local_sandbox_provision_ssh_ship_reprovision_teardown(tmp_path: Path, u
         for ref in (tiny, other):
             with contextlib.suppress(docker.errors.ImageNotFound):
                 docker_client.images.remove(ref, force=True)
+
+
+def _get(url: str) -> tuple[int, str]:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=10) as resp:  # 127.0.0.1 only
+        return resp.status, resp.read().decode("utf-8", "replace")
+
+
+def test_the_shipped_example_runs_on_a_local_sandbox(tmp_path: Path, unique: str, docker_client,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """playbooks/local.yml (under a unique project name): provision → setup → ship bases → deploy, the apps
+    answer on the printed 127.0.0.1 URLs, a second deploy changes nothing, teardown leaves nothing."""
+    from provision.cli.deploy import deploy_host
+    from provision.cli.setup import setup_host
+    from provision.deploy import changed_count
+    from provision.providers.local import ship_build_bases
+
+    monkeypatch.setenv("DOCKYARD_MINBASE", "dockyard-ci/bookworm-minbase:1")
+    monkeypatch.setenv("DOCKYARD_SANDBOX_BASE", "debootstrap")
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "playbooks" / "local.yml").read_text()
+    assert "\nproject: demo\n" in text
+    path = tmp_path / "playbooks" / "local.yml"
+    path.parent.mkdir()
+    path.write_text(text.replace("\nproject: demo\n", f"\nproject: {unique}\n")
+                    .replace("context: ../apps/", f"context: {root}/apps/"))
+    pb = load_playbook(path)
+    assert (pb.project, pb.environment, sorted(pb.apps)) == (unique, "local", ["site", "web", "worker"])
+    try:
+        reporter, _ = _reporter()
+        info = local.ensure_host(pb, reporter=reporter, client=docker_client)
+        recap = setup_host(pb, reporter=reporter, host=info)
+        assert not recap.failed, [r.message for r in recap.results if r.message]
+        with Remote(local.ssh_target(pb, info)) as remote:
+            shipped = ship_build_bases(pb, remote, client=docker_client)
+            assert {s.ref for s in shipped} == {"dockyard/python:bookworm", "dockyard/static:bookworm",
+                                               "dockyard/base:bookworm"}
+            result = deploy_host(pb, reporter=reporter, host=info, remote=remote)
+            assert not result.failed, [r.message for r in result.recap.results if r.message]
+            urls = info.data["urls"]
+            assert set(urls) == {"web", "site"}
+            status, body = _get(urls["web"])
+            assert status == 200 and "Hello from web" in body
+            assert _get(urls["web"] + "healthz")[1].strip().startswith("{")
+            status, body = _get(urls["site"])
+            assert status == 200 and "a static site" in body
+            # the no-op re-run: nothing shipped, nothing changed
+            assert not any(s.shipped for s in ship_build_bases(pb, remote, client=docker_client))
+            again = deploy_host(pb, reporter=reporter, host=info, remote=remote)
+            assert changed_count(again.recap) == 0 and not again.failed
+        local.destroy_host(pb, reporter=reporter, client=docker_client)
+        assert _owned(docker_client, pb) == ([], [])
+    finally:
+        local.destroy_host(pb, reporter=_reporter()[0], client=docker_client)
