@@ -284,3 +284,20 @@ def test_from_images_skips_stages_scratch_and_unresolved_args() -> None:
             "from build AS final\nFROM scratch\nFROM busybox:${V}\nFROM dockyard/base:bookworm\n"
             "FROM dockyard/python:bookworm\n")
     assert from_images(text) == ["dockyard/python:bookworm", "dockyard/base:bookworm"]
+
+
+def test_host_info_reads_the_labels_and_gives_the_urls(tmp_path: Path) -> None:
+    pb = playbook(tmp_path, PB)
+    key = local.local_key_file(pb)
+    absent = local.host_info(pb, None, key)
+    assert (absent.provider, absent.state, absent.host_id, absent.ssh_port) == ("local", "absent", "", 0)
+    found = sb.read_labels("cid", "running", params().labels())
+    info = local.host_info(pb, found, key)
+    assert (info.host_id, info.ssh_address, info.ssh_port, info.ssh_user) == ("cid", "127.0.0.1", 40022,
+                                                                             "dockyard")
+    assert info.published == {8081: 40081, 8082: 40082}
+    assert info.data["urls"] == {"web": "http://127.0.0.1:40081/", "site": "http://127.0.0.1:40082/"}
+    assert info.data["key_file"] == str(key)
+    target = local.ssh_target(pb, info)
+    assert (target.host, target.port, target.user, target.key_file) == ("127.0.0.1", 40022, "dockyard", key)
+    assert target.known_hosts == tmp_path / "playbooks" / ".dockyard" / "local" / "known_hosts"
