@@ -5,6 +5,7 @@ connection. Each takes the runner's context (a `DeployContext`) first; plan/apps
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
@@ -33,12 +34,28 @@ class DeployContext:
     verbose: bool = False
     host: str = ""
     built: list[str] = field(default_factory=list)  # tags built in this run (for reports and tests)
+    _local: Any = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def run(self, argv: Any, *, sudo: bool = False, stdin: bytes | None = None) -> Any:
         return self.remote.run(argv, sudo=sudo, stdin=stdin)
 
     def docker(self) -> Any:
         return self.remote.docker()
+
+    def local_docker(self) -> Any:
+        """This machine's engine (builds with `build: local`, base images shipped to a sandbox host)."""
+        with self._lock:
+            if self._local is None:
+                import docker
+
+                try:
+                    self._local = docker.from_env(timeout=600)
+                    self._local.ping()
+                except Exception as exc:
+                    self._local = None
+                    raise StepFailed(f"no usable Docker engine on this machine: {exc}") from None
+            return self._local
 
     def log(self, line: str) -> None:
         if self.reporter is not None:
@@ -79,11 +96,52 @@ def build_image(
     redact: Callable[[str], str] = str,
 ) -> str:
     """Send the context as a tar and build it on the host, streaming the log (shown with -v)."""
-    api = _api(ctx)
+    return _build(ctx, _api(ctx), app=app, context=context, tag=tag, labels=labels, redact=redact)
+
+
+def build_local_and_ship(
+    ctx: DeployContext,
+    *,
+    app: str,
+    context: BuildContext,
+    tag: str,
+    labels: Mapping[str, str],
+    redact: Callable[[str], str] = str,
+) -> str:
+    """`build: local`: build with this machine's engine, then stream the image to the host (docker save|load)."""
+    from provision.ship import ship
+
+    image_id = _build(
+        ctx, ctx.local_docker().api, app=app, context=context, tag=tag, labels=labels, redact=redact, where="locally"
+    )
+    with ctx.progress(f"{app}: shipping {tag} to the host"):
+        ship(ctx.local_docker(), ctx.remote, [tag], say=ctx.log)
+    return image_id
+
+
+def ship_images(ctx: DeployContext, *, refs: tuple[str, ...]) -> None:
+    """Base images the host's engine cannot pull (a sandbox without a registry) go over SSH."""
+    from provision.ship import ship
+
+    with ctx.progress(f"shipping {', '.join(refs)} to the host"):
+        ship(ctx.local_docker(), ctx.remote, list(refs), say=ctx.log)
+
+
+def _build(
+    ctx: DeployContext,
+    api: Any,
+    *,
+    app: str,
+    context: BuildContext,
+    tag: str,
+    labels: Mapping[str, str],
+    redact: Callable[[str], str],
+    where: str = "on the host",
+) -> str:
     tail: deque[str] = deque(maxlen=BUILD_TAIL)
     image_id = ""
     all_labels = {**labels, "dockyard.build-hash": context.content_hash}
-    with ctx.progress(f"{app}: building {tag}") as progress, context.tar() as fileobj:
+    with ctx.progress(f"{app}: building {tag} {where}") as progress, context.tar() as fileobj:
         try:
             stream = api.build(
                 fileobj=fileobj,
@@ -219,8 +277,9 @@ def wait_healthy(ctx: DeployContext, container_id: str, health: Health | None, l
                 if h == "unhealthy":
                     raise StepFailed(f"{label}: the new container is unhealthy{_last_probe(state)}")
                 if time.monotonic() >= deadline:
-                    raise StepFailed(f"{label}: the new container was not healthy within {limit:g}s"
-                                     f"{_last_probe(state)}")
+                    raise StepFailed(
+                        f"{label}: the new container was not healthy within {limit:g}s{_last_probe(state)}"
+                    )
                 progress.update(f"{label}: waiting for the health check ({time.monotonic() - started:.0f}s)")
             time.sleep(POLL)
 

@@ -70,8 +70,7 @@ def select(playbook: Playbook, only: Sequence[str] | None) -> Selection:
         unknown = [n for n in only if n not in playbook.apps]
         if unknown:
             raise InputError.single(
-                f"no app {', '.join(map(repr, unknown))} in the playbook "
-                f"(apps: {', '.join(names) or 'none'})",
+                f"no app {', '.join(map(repr, unknown))} in the playbook (apps: {', '.join(names) or 'none'})",
                 playbook.source,
                 "apps",
             )
@@ -143,10 +142,8 @@ def desired_apps(playbook: Playbook, names: Iterable[str], secrets: Any, ssh_use
                 return env_file_content({s: secrets.value(s) for s in names_})
 
             redact = make_redactor(secrets.value(s) for s in names_)
-        volumes = tuple(
-            (volume_name(playbook.project, playbook.environment, name, v), v) for v in sorted(app.volumes)
-        )
-        out.append(DesiredApp(name, tag, build, cfg, volumes, env_file=env_file, redact=redact))
+        volumes = tuple((volume_name(playbook.project, playbook.environment, name, v), v) for v in sorted(app.volumes))
+        out.append(DesiredApp(name, tag, build, cfg, volumes, env_file=env_file, redact=redact, build_where=app.build))
     if problems:
         raise InputError(problems)
     return out
@@ -195,16 +192,19 @@ def deploy(
     if facts is None or runner.failed:
         return DeployResult(runner.recap, [], ctx.built)
 
-    runner.run_task(
-        "app networks", plan.plan_networks(selection.networks, facts, project=project, environment=env)
-    )
+    if playbook.provider == "local":
+        changes = None
+        with runner.guard("ship build base images"):
+            changes = bases_to_ship(ctx, [d for d in desired if plan.image_present(d, facts) is None])
+        if changes is None or runner.failed:
+            return DeployResult(runner.recap, [], ctx.built)
+        runner.run_task("ship build base images", changes)
+    runner.run_task("app networks", plan.plan_networks(selection.networks, facts, project=project, environment=env))
 
     def one(d: DesiredApp) -> None:
         assert facts is not None
         runner.run_task(f"app {d.name}: image", plan.plan_image(d, facts, project=project, environment=env))
-        runner.run_task(
-            f"app {d.name}: volumes", plan.plan_volumes(d, facts, project=project, environment=env)
-        )
+        runner.run_task(f"app {d.name}: volumes", plan.plan_volumes(d, facts, project=project, environment=env))
         runner.run_task(f"app {d.name}: container", plan.plan_container(d, facts))
         runner.run_task(f"app {d.name}: old images", plan.plan_image_prune(d, facts))
 
@@ -217,9 +217,7 @@ def deploy(
         orphans = plan.orphans(playbook.apps, facts)
         for name in orphans:
             if prune:
-                runner.run_task(
-                    f"prune app {name}", plan.plan_prune(name, facts, prune_volumes=prune_volumes)
-                )
+                runner.run_task(f"prune app {name}", plan.plan_prune(name, facts, prune_volumes=prune_volumes))
             elif reporter is not None:
                 reporter.warn(
                     f"app {name!r} runs on the host but is not in the playbook; "
@@ -230,6 +228,29 @@ def deploy(
 
 def changed_count(recap: HostRecap) -> int:
     return recap.count(Status.CHANGED)
+
+
+def bases_to_ship(ctx: DeployContext, to_build: list[DesiredApp]) -> list[Any]:
+    """A sandbox host's engine has no registry: the images its builds start FROM come from this machine."""
+    from provision import ship
+
+    wanted: list[str] = []
+    for d in to_build:
+        if d.build_where == "host":
+            wanted += [r for r in ship.from_images(d.build.dockerfile_text) if r not in wanted]
+    if not wanted:
+        return []
+    client = ctx.local_docker()
+    present = []
+    for ref in wanted:
+        try:
+            client.images.get(ref)
+            present.append(ref)
+        except Exception:  # not here either: the host's build pulls it or says it cannot
+            continue
+    if not present:
+        return []
+    return plan.plan_ship_bases(present, ship.local_ids(client, present), ship.remote_ids(ctx.remote, present))
 
 
 # --- status, logs, exec ------------------------------------------------------------------------------------
@@ -276,9 +297,7 @@ def status(playbook: Playbook, remote: Any) -> list[AppStatus]:
             started = api.inspect_container(c.id)["State"].get("StartedAt", "-")[:19].replace("T", " ")
         except Exception:  # a container removed meanwhile
             started = "-"
-        ports = (
-            ", ".join(f"{p.host_ip or '0.0.0.0'}:{p.host_port}->{p.container_port}" for p in c.ports) or "-"
-        )
+        ports = ", ".join(f"{p.host_ip or '0.0.0.0'}:{p.host_port}->{p.container_port}" for p in c.ports) or "-"
         state = c.state if name in playbook.apps else f"{c.state} (not in playbook)"
         rows.append(
             AppStatus(
@@ -304,9 +323,7 @@ def find_container(playbook: Playbook, remote: Any, app: str) -> str:
             f"no app {app!r} in the playbook (apps: {', '.join(playbook.apps)})", playbook.source, "apps"
         )
     api = remote.docker().api
-    found = api.containers(
-        all=False, filters={"label": label_filters(playbook.project, playbook.environment, app)}
-    )
+    found = api.containers(all=False, filters={"label": label_filters(playbook.project, playbook.environment, app)})
     if not found:
         raise StepFailed(f"app {app} has no running container (deploy it first)")
     found.sort(key=lambda d: d.get("Created", 0), reverse=True)

@@ -15,7 +15,7 @@ building a Step does nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -39,6 +39,7 @@ class DesiredApp:
     # reads the secret values when the env file is uploaded (never stored in a Change)
     env_file: Callable[[], bytes] | None = None
     redact: Callable[[str], str] = str
+    build_where: str = "host"  # "local": build on this machine and ship the image (AppSpec.build)
 
     @property
     def build_hash(self) -> str:
@@ -61,10 +62,12 @@ def plan_image(desired: DesiredApp, facts: AppFacts, *, project: str, environmen
         return []
     labels = owner_labels(project, environment, desired.name)
     files = len(desired.build.files)
+    local = desired.build_where == "local"
+    where = "on this machine, then ship it to the host" if local else "on the host"
     step = Step(
-        f"build {desired.image} on the host ({files} context files)",
+        f"build {desired.image} {where} ({files} context files)",
         effect=partial(
-            appops.build_image,
+            appops.build_local_and_ship if local else appops.build_image,
             app=desired.name,
             context=desired.build,
             tag=desired.image,
@@ -83,6 +86,21 @@ def plan_image(desired: DesiredApp, facts: AppFacts, *, project: str, environmen
             data={"image": desired.image, "build_hash": desired.build_hash},
         )
     ]
+
+
+def plan_ship_bases(
+    refs: Iterable[str], local_ids: Mapping[str, str], remote_ids: Mapping[str, str | None]
+) -> list[Change]:
+    """Base images the builds need that this machine has and the host lacks (or holds differently)."""
+    from provision.ship import plan_ship
+
+    todo = tuple(plan_ship(list(refs), local_ids, remote_ids))
+    if not todo:
+        return []
+    step = Step(
+        f"ship {', '.join(todo)} to the host (docker save | docker load)", effect=partial(appops.ship_images, refs=todo)
+    )
+    return [Change("host:build-bases", "ship", "missing on the host", (step,), data={"images": list(todo)})]
 
 
 def plan_networks(apps: Iterable[str], facts: AppFacts, *, project: str, environment: str) -> list[Change]:
@@ -114,9 +132,7 @@ def plan_volumes(desired: DesiredApp, facts: AppFacts, *, project: str, environm
     for full, short in desired.volumes:
         if facts.volume(full) is None:
             labels = {**owner_labels(project, environment, desired.name), "dockyard.volume": short}
-            steps.append(
-                Step(f"create volume {full}", effect=partial(appops.ensure_volume, name=full, labels=labels))
-            )
+            steps.append(Step(f"create volume {full}", effect=partial(appops.ensure_volume, name=full, labels=labels)))
     if not steps:
         return []
     return [
@@ -208,9 +224,7 @@ def plan_container(desired: DesiredApp, facts: AppFacts) -> list[Change]:
             ),
         )
     )
-    before = (
-        "".join(f"container {c.name}: {c.status}\nconfig hash: {c.config_hash[:12]}\n" for c in old) or None
-    )
+    before = "".join(f"container {c.name}: {c.status}\nconfig hash: {c.config_hash[:12]}\n" for c in old) or None
     return [
         Change(
             target,
@@ -265,14 +279,10 @@ def orphans(app_names: Iterable[str], facts: AppFacts) -> list[str]:
 def plan_prune(app: str, facts: AppFacts, *, prune_volumes: bool) -> list[Change]:
     steps: list[Step] = []
     for c in facts.containers_of(app):
-        steps.append(
-            Step(f"remove container {c.name}", effect=partial(appops.remove_container, container_id=c.id))
-        )
+        steps.append(Step(f"remove container {c.name}", effect=partial(appops.remove_container, container_id=c.id)))
     for n in facts.networks:
         if n.app == app:
-            steps.append(
-                Step(f"remove network {n.name}", effect=partial(appops.remove_network, network_id=n.id))
-            )
+            steps.append(Step(f"remove network {n.name}", effect=partial(appops.remove_network, network_id=n.id)))
     kept_volumes = []
     for v in facts.volumes:
         if v.app != app:
@@ -294,6 +304,4 @@ def plan_prune(app: str, facts: AppFacts, *, prune_volumes: bool) -> list[Change
         return []
     data: dict[str, Any] = {"kept_volumes": kept_volumes}
     reason = "not in the playbook" + (f" (volumes kept: {', '.join(kept_volumes)})" if kept_volumes else "")
-    return [
-        Change(f"app:{app}", "delete", reason, tuple(steps), before=f"app {app}\n", after=None, data=data)
-    ]
+    return [Change(f"app:{app}", "delete", reason, tuple(steps), before=f"app {app}\n", after=None, data=data)]

@@ -99,6 +99,7 @@ class Env:
             },
             "worker": {
                 "template": "generic",
+                "build": "local",  # built by this machine's engine and shipped (here: the same engine)
                 "context": "worker",
                 "command": ["sh", "/app/worker.sh"],
                 "vars": {"base_image": image_ref("base", docker_client)},

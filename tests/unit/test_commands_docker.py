@@ -80,6 +80,7 @@ def test_create_argv() -> None:
     assert values("--memory") == [str(256 * 1024**2)] and values("--cpus") == ["0.5"]
     assert values("--restart") == ["unless-stopped"]
     assert values("--security-opt") == ["no-new-privileges"]
+    assert "--init" in argv  # signals reach the app (busybox httpd or sh as PID 1 would ignore SIGTERM)
     assert "--read-only" in argv and values("--tmpfs") == ["/tmp:rw,nosuid,nodev"]
     assert values("--health-interval") == ["1s"] and values("--health-retries") == ["5"]
     assert "/healthz" in values("--health-cmd")[0]

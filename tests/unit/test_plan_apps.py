@@ -266,3 +266,22 @@ def test_step_descriptions_carry_no_secret(tmp_path: Path) -> None:
         (c.after or "") + (c.before or "") + str(c.data) for c in changes
     )
     assert "X=1" not in text
+
+
+def test_ship_bases_only_what_the_host_lacks() -> None:
+    from provision.plan.apps import plan_ship_bases
+
+    local = {"base:1": "sha256:a", "py:1": "sha256:b"}
+    assert plan_ship_bases(["base:1", "py:1"], local, {"base:1": "sha256:a", "py:1": "sha256:b"}) == []
+    (change,) = plan_ship_bases(["base:1", "py:1"], local, {"base:1": "sha256:a", "py:1": None})
+    assert change.steps[0].effect.func is appops.ship_images
+    assert change.steps[0].effect.keywords["refs"] == ("py:1",)
+
+
+def test_build_local_builds_here_and_ships(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    d = replace(desired(tmp_path), build_where="local")
+    (change,) = plan_image(d, facts(), project=P, environment=E)
+    assert change.steps[0].effect.func is appops.build_local_and_ship
+    assert "on this machine" in change.steps[0].description
