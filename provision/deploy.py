@@ -21,6 +21,7 @@ from provision.changes import HostRecap, Status
 from provision.commands.docker import (
     container_config,
     env_file_content,
+    env_file_path,
     label_filters,
     volume_name,
 )
@@ -217,7 +218,15 @@ def deploy(
         orphans = plan.orphans(playbook.apps, facts)
         for name in orphans:
             if prune:
-                runner.run_task(f"prune app {name}", plan.plan_prune(name, facts, prune_volumes=prune_volumes))
+                runner.run_task(
+                    f"prune app {name}",
+                    plan.plan_prune(
+                        name,
+                        facts,
+                        prune_volumes=prune_volumes,
+                        env_file=env_file_path(remote.user, project, env, name),
+                    ),
+                )
             elif reporter is not None:
                 reporter.warn(
                     f"app {name!r} runs on the host but is not in the playbook; "

@@ -224,8 +224,8 @@ def logs(
     if not app:
         raise InputError.single("--app NAME is required", pb.source)
     with _remote_for(pb) as remote:
+        api = remote.docker(timeout=None).api  # the first client of this run: no read timeout (quiet logs)
         cid = find_container(pb, remote, app)
-        api = remote.docker().api
         tail: Any = n if n > 0 else "all"
         if follow:
             try:
@@ -268,8 +268,8 @@ def exec_(
     if not app or not argv:
         raise InputError.single("usage: exec --app NAME -- CMD [ARG ...]", pb.source)
     with _remote_for(pb) as remote:
+        api = remote.docker(timeout=None).api  # the first client of this run: no read timeout (quiet logs)
         cid = find_container(pb, remote, app)
-        api = remote.docker().api
         exec_id = api.exec_create(cid, argv, stdout=True, stderr=True)["Id"]
         for out, err in api.exec_start(exec_id, stream=True, demux=True):
             if out:

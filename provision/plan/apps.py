@@ -276,10 +276,13 @@ def orphans(app_names: Iterable[str], facts: AppFacts) -> list[str]:
     return sorted(a for a in facts.apps_seen if a not in wanted)
 
 
-def plan_prune(app: str, facts: AppFacts, *, prune_volumes: bool) -> list[Change]:
+def plan_prune(app: str, facts: AppFacts, *, prune_volumes: bool, env_file: str | None = None) -> list[Change]:
+    """Remove an app that left the playbook: containers, network, images, its env file (volumes on request)."""
     steps: list[Step] = []
     for c in facts.containers_of(app):
         steps.append(Step(f"remove container {c.name}", effect=partial(appops.remove_container, container_id=c.id)))
+    if env_file and steps:
+        steps.append(Step(f"remove env file {env_file} (if any)", argv=("rm", "-f", env_file)))
     for n in facts.networks:
         if n.app == app:
             steps.append(Step(f"remove network {n.name}", effect=partial(appops.remove_network, network_id=n.id)))

@@ -205,9 +205,7 @@ def test_first_deploy_builds_and_starts_everything(env: Env, first) -> None:
     assert web["HostConfig"]["Memory"] == 256 * 1024**2 and web["HostConfig"]["NanoCpus"] == 10**9
     assert web["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
     networks = env.client.api.networks(filters={"label": [f"dockyard.project={env.project}"]})
-    assert sorted(n["Name"] for n in networks) == [
-        f"{env.project}-test-{a}" for a in ("site", "web", "worker")
-    ]
+    assert sorted(n["Name"] for n in networks) == [f"{env.project}-test-{a}" for a in ("site", "web", "worker")]
 
 
 def test_each_app_answers(env: Env, first) -> None:
@@ -234,17 +232,13 @@ def test_apps_are_isolated(env: Env, first) -> None:
 
 
 def test_second_deploy_changes_nothing(env: Env, first) -> None:
-    before = {
-        a: (env.running(a)["Id"], env.running(a)["State"]["StartedAt"]) for a in ("web", "site", "worker")
-    }
+    before = {a: (env.running(a)["Id"], env.running(a)["State"]["StartedAt"]) for a in ("web", "site", "worker")}
     result = env.deploy()
     assert not result.failed
     assert result.recap.count(Status.CHANGED) == 0 and result.recap.count(Status.OK) > 0
     assert result.built == []
     assert env.json_docs[-1]["changed"] == 0 and env.json_docs[-1]["ok"] is True
-    after = {
-        a: (env.running(a)["Id"], env.running(a)["State"]["StartedAt"]) for a in ("web", "site", "worker")
-    }
+    after = {a: (env.running(a)["Id"], env.running(a)["State"]["StartedAt"]) for a in ("web", "site", "worker")}
     assert after == before
     assert env.connections == 1
 
@@ -400,3 +394,26 @@ def test_dropped_app_is_reported_then_pruned(env: Env, first) -> None:
         assert (env.client.api.volumes(filters=label) or {}).get("Volumes") in (None, [])
     finally:
         env.apps["worker"] = worker
+
+
+def test_failing_build_shows_its_log_tail(env: Env, first) -> None:
+    env.apps["broken"] = {
+        "template": "generic",
+        "context": "worker",
+        "command": ["sh", "/app/worker.sh"],
+        "vars": {"base_image": image_ref("base", env.client), "run": ["echo dockyard-build-marker && exit 3"]},
+    }
+    try:
+        result = env.deploy(only=["broken"])
+    finally:
+        env.apps.pop("broken")
+    assert result.failed
+    failed = [t for t in result.recap.results if t.status.value == "failed"]
+    assert [t.task for t in failed] == ["app broken: image"]
+    assert "build of" in failed[0].message and "dockyard-build-marker" in failed[0].message
+    assert env.containers("broken") == []
+    assert [t.task for t in result.recap.results if t.status.value == "skipped"] == [
+        "app broken: volumes",
+        "app broken: container",
+        "app broken: old images",
+    ]

@@ -83,9 +83,7 @@ def container_doc(
         "Status": status,
         "Created": 100,
         "Labels": labels(d.name, env, **{"dockyard.config-hash": h, "dockyard.build-hash": d.build_hash}),
-        "Ports": [{"IP": "127.0.0.1", "PrivatePort": 8000, "PublicPort": port, "Type": "tcp"}]
-        if port
-        else [],
+        "Ports": [{"IP": "127.0.0.1", "PrivatePort": 8000, "PublicPort": port, "Type": "tcp"}] if port else [],
     }
 
 
@@ -240,8 +238,9 @@ def test_orphans_and_prune(tmp_path: Path) -> None:
     assert appops.remove_volume not in funcs
     assert {appops.remove_container, appops.remove_network, appops.remove_image} <= set(funcs)
     assert change.data["kept_volumes"] == ["shop-prod-old-data"]
-    (change,) = plan_prune("old", f, prune_volumes=True)
-    assert appops.remove_volume in [s.effect.func for s in change.steps]
+    (change,) = plan_prune("old", f, prune_volumes=True, env_file="/var/lib/dockyard/shop-prod/old.env")
+    assert ("rm", "-f", "/var/lib/dockyard/shop-prod/old.env") in [s.argv for s in change.steps]
+    assert appops.remove_volume in [s.effect.func for s in change.steps if s.effect]
 
 
 def test_parse_health() -> None:
