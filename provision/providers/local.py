@@ -18,7 +18,6 @@ trust-on-first-use needed; a re-created sandbox on a reused port does not trip t
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -41,9 +40,12 @@ from provision.commands.sandbox import (
 from provision.errors import InputError, StepFailed
 from provision.providers import HostInfo
 from provision.runner import Runner
+from provision.sandbox.keys import ensure_key, forget_host_keys, pin_host_key
+
+__all__ = ["destroy_host", "ensure_host", "ensure_key", "find_host", "pin_host_key", "ship_build_bases",
+           "ssh_target"]
 
 SSH_WAIT = 120.0
-HOST_KEY = "/etc/ssh/ssh_host_ed25519_key.pub"
 
 
 # ------------------------------------------------------------------------------------------------- pure
@@ -171,36 +173,6 @@ def free_ports(count: int) -> list[int]:
             s.close()
 
 
-def ensure_key(path: Path, *, generate: bool) -> str:
-    """The public half of `path` (an OpenSSH line); generates an ed25519 pair (0600) when allowed."""
-    pub = path.with_name(path.name + ".pub")
-    if not path.exists():
-        if not generate:
-            raise StepFailed(f"ssh.key_file {path} does not exist")
-        from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-        key = Ed25519PrivateKey.generate()
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
-                                    serialization.NoEncryption())
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(private)
-        line = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
-                                             serialization.PublicFormat.OpenSSH)
-        pub.write_text(line.decode() + f" dockyard-{path.parent.name}\n")
-    if pub.exists():
-        return pub.read_text().strip()
-    import paramiko
-
-    try:
-        k = paramiko.PKey.from_path(str(path))
-    except Exception as exc:
-        raise StepFailed(f"cannot read the SSH key {path}: {exc}") from None
-    return f"{k.get_name()} {k.get_base64()}"
-
-
 def lookup(client: Any, project: str, environment: str) -> Found | None:
     found = client.containers.list(all=True, filters={"label": label_filters(project, environment)})
     if len(found) > 1:
@@ -264,24 +236,6 @@ class LocalContext:
             ensure_sandbox_image(self.client, say)
         else:
             ensure_base_images(self.client, names, say)
-
-
-def pin_host_key(client: Any, container_id: str, known_hosts: Path, port: int) -> None:
-    """Read the sandbox's host key through the local engine and make it the only entry for its port."""
-    out = client.containers.get(container_id).exec_run(["cat", HOST_KEY])
-    fields = out.output.decode(errors="replace").split()
-    if out.exit_code != 0 or len(fields) < 2:
-        raise StepFailed(f"cannot read the sandbox's host key {HOST_KEY}: {out.output[-300:]!r}")
-    name = f"[{BIND_ADDRESS}]:{port}"
-    line = f"{name} {fields[0]} {fields[1]}\n"
-    try:
-        lines = known_hosts.read_text(encoding="utf-8").splitlines(keepends=True)
-    except OSError:
-        lines = []
-    keep = [ln for ln in lines if not (ln.split() and name in ln.split()[0].split(","))]
-    if [*keep, line] != lines:
-        known_hosts.parent.mkdir(parents=True, exist_ok=True)
-        known_hosts.write_text("".join([*keep, line]), encoding="utf-8")
 
 
 # ------------------------------------------------------------------------------------------------ flows
@@ -418,18 +372,8 @@ def destroy_host(pb: Any, *, check: bool = False, reporter: Any = None, client: 
     if result.status is Status.FAILED:
         raise StepFailed(f"local sandbox: {result.message}")
     if not check:
-        _forget(pb.known_hosts_file, [f"[{BIND_ADDRESS}]:{p}" for p in ports if p])
+        forget_host_keys(pb.known_hosts_file, [f"[{BIND_ADDRESS}]:{p}" for p in ports if p])
     return changes
-
-
-def _forget(known_hosts: Path, names: list[str]) -> None:
-    try:
-        lines = known_hosts.read_text(encoding="utf-8").splitlines(keepends=True)
-    except OSError:
-        return
-    keep = [ln for ln in lines if not (ln.split() and set(names) & set(ln.split()[0].split(",")))]
-    if keep != lines:
-        known_hosts.write_text("".join(keep), encoding="utf-8")
 
 
 def ssh_target(pb: Any, info: HostInfo) -> Any:
@@ -441,24 +385,10 @@ def ssh_target(pb: Any, info: HostInfo) -> Any:
                      known_hosts=pb.known_hosts_file, connect_timeout=pb.ssh.connect_timeout)
 
 
+
 def ship_build_bases(pb: Any, remote: Any, *, client: Any = None, sudo: bool = False,
                      reporter: Any = None) -> list[Any]:
-    """Ship the images the apps build FROM that exist in the local engine into the host's engine (before
-    deploy builds there): the sandbox's engine cannot pull them from a registry. Only missing ones move."""
-    import docker
+    """See provision.ship.ship_build_bases (the local engine by default)."""
+    from provision.ship import ship_build_bases as ship_bases
 
-    from provision.render import render_dockerfile
-    from provision.ship import from_images, ship
-
-    client = client or docker_client()
-    wanted: list[str] = []
-    for name in pb.apps:
-        for ref in from_images(render_dockerfile(pb, name).text):
-            try:
-                client.images.get(ref)
-            except docker.errors.ImageNotFound:
-                continue  # the host's engine pulls it (or the build says it cannot)
-            if ref not in wanted:
-                wanted.append(ref)
-    say = reporter.info if reporter is not None else None
-    return ship(client, remote, wanted, sudo=sudo, say=say)
+    return ship_bases(pb, remote, client or docker_client(), sudo=sudo, reporter=reporter)
