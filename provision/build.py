@@ -229,7 +229,8 @@ def walk_context(root: Path, matcher: Matcher, always: Iterable[str] = ()) -> It
             st = os.lstat(full)
             excluded = matcher.excluded(rel) and rel not in always_set
             if stat.S_ISDIR(st.st_mode):
-                if excluded and not matcher.has_exclusions:
+                needed = any(p.startswith(rel + "/") for p in always_set)  # e.g. docker/Dockerfile
+                if excluded and not matcher.has_exclusions and not needed:
                     continue  # nothing below can be re-included: skip the whole tree (as docker does)
                 if not excluded:
                     yield ContextEntry(rel, "dir", stat.S_IMODE(st.st_mode))

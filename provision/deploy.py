@@ -324,7 +324,8 @@ def status(playbook: Playbook, remote: Any) -> list[AppStatus]:
     return rows
 
 
-def find_container(playbook: Playbook, remote: Any, app: str) -> str:
+def find_container(playbook: Playbook, remote: Any, app: str, *, running: bool = True) -> str:
+    """The app's container: the newest running one; with running=False (logs) a stopped one will do."""
     from provision.errors import StepFailed
 
     if app not in playbook.apps:
@@ -332,8 +333,9 @@ def find_container(playbook: Playbook, remote: Any, app: str) -> str:
             f"no app {app!r} in the playbook (apps: {', '.join(playbook.apps)})", playbook.source, "apps"
         )
     api = remote.docker().api
-    found = api.containers(all=False, filters={"label": label_filters(playbook.project, playbook.environment, app)})
+    labels = {"label": label_filters(playbook.project, playbook.environment, app)}
+    found = api.containers(all=not running, filters=labels)
     if not found:
-        raise StepFailed(f"app {app} has no running container (deploy it first)")
-    found.sort(key=lambda d: d.get("Created", 0), reverse=True)
+        raise StepFailed(f"app {app} has no {'running ' if running else ''}container (deploy it first)")
+    found.sort(key=lambda d: (d.get("State") == "running", d.get("Created", 0)), reverse=True)
     return str(found[0]["Id"])

@@ -225,7 +225,7 @@ def logs(
         raise InputError.single("--app NAME is required", pb.source)
     with _remote_for(pb) as remote:
         api = remote.docker(timeout=None).api  # the first client of this run: no read timeout (quiet logs)
-        cid = find_container(pb, remote, app)
+        cid = find_container(pb, remote, app, running=False)
         tail: Any = n if n > 0 else "all"
         if follow:
             try:

@@ -168,3 +168,12 @@ def test_symlinks_are_sent_as_links(tmp_path: Path) -> None:
 
 def test_image_tag() -> None:
     assert image_tag("shop", "web", "abcdef0123456789") == "shop/web:abcdef012345"
+
+
+def test_own_dockerfile_inside_an_excluded_directory_is_sent(tmp_path: Path) -> None:
+    (tmp_path / "docker").mkdir()
+    (tmp_path / "docker" / "prod.Dockerfile").write_text(DOCKERFILE)
+    (tmp_path / "docker" / "notes.txt").write_text("not sent")
+    (tmp_path / ".dockerignore").write_text("docker\n")
+    ctx = assemble(tmp_path, DOCKERFILE, dockerfile_path="docker/prod.Dockerfile")
+    assert ctx.files == [".dockerignore", "docker/prod.Dockerfile"]
