@@ -59,6 +59,10 @@ class SpecError(ValueError):
         return cls([(path, message)])
 
 
+# The sandbox host's non-root sudo user (provision/sandbox/Dockerfile), as a cloud image has its login user.
+LOCAL_SSH_USER = "dockyard"
+
+
 class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
@@ -501,6 +505,8 @@ class Playbook(Frozen):
             return self.ssh.user
         if self.provider == "aws":
             return DEFAULT_SSH_USER.get(self.host.image, "ubuntu")
+        if self.provider == "local":
+            return LOCAL_SSH_USER
         return "root"
 
     @property

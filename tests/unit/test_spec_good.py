@@ -27,7 +27,7 @@ def test_every_good_playbook_loads_and_remembers_its_source(name: str) -> None:
 def test_minimal_local_playbook_gets_the_defaults() -> None:
     pb = load_playbook(GOOD / "local.yml")
     assert (pb.project, pb.environment, pb.provider, pb.extends) == ("demo", "local", "local", None)
-    assert pb.ssh_user == "root"
+    assert pb.ssh_user == "dockyard"  # the sandbox image's sudo user, like a cloud image's login user
     assert pb.ssh.port == 22 and pb.ssh.connect_timeout == 10.0
     assert pb.engine.source == "distro" and pb.engine.daemon == {} and pb.engine.users == ()
     web = pb.apps["web"]
