@@ -64,7 +64,7 @@ def changes_json(changes: list[Change]) -> list[dict[str, Any]]:
             for c in changes]
 
 
-def say_where(pb: Any, info: Any, reporter: Any) -> None:
+def say_where(pb: Any, info: Any, reporter: Any, *, next_step: bool = True) -> None:
     """After the host is up: its address and how to reach it (one small function, easy to swap)."""
     if not info.host_id:
         return
@@ -75,7 +75,8 @@ def say_where(pb: Any, info: Any, reporter: Any) -> None:
         jump = f" -J {pb.ssh.jump}" if pb.ssh.jump else ""
         key = info.data.get("key_file") or pb.key_file
         reporter.info(f"reach it: ssh -i {key}{port}{jump} {info.ssh_user}@{info.ssh_address}")
-        reporter.info(f"next: invoke setup -e {pb.environment}")
+        if next_step:
+            reporter.info(f"next: invoke setup -e {pb.environment}")
 
 
 def confirm(pb: Any, changes: list[Change], *, yes: bool, reporter: Any) -> None:

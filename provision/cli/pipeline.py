@@ -51,7 +51,7 @@ def run_up(pb: Any, *, reporter: Any, check: bool = False, diff: bool = False, r
         reporter.info(f"[{label}] the host does not run yet: setup and deploy are planned once it does")
         return UpResult(recap(), info, stopped_after="provision")
     if not check:
-        say_where(pb, info, reporter)
+        say_where(pb, info, reporter, next_step=False)
 
     remote = Remote(SshTarget.from_host(pb, info))
     try:
@@ -61,39 +61,12 @@ def run_up(pb: Any, *, reporter: Any, check: bool = False, diff: bool = False, r
         if check and setup_recap.count(Status.CHANGED):
             reporter.info(f"[{label}] the engine has pending changes: deploy is planned once setup applies them")
             return UpResult(recap(), info, stopped_after="setup")
-        if pb.provider == "local" and not ship_bases(pb, remote, reporter=reporter, label=label, check=check):
-            return UpResult(recap(), info, stopped_after="ship")
         result = deploy_host(pb, check=check, diff=diff, reporter=reporter, host=info, remote=remote,
                              prune=prune, verbose=verbose)
     finally:
         remote.close()
     urls = {} if result.failed else app_urls(pb, info)
     return UpResult(recap(), info, urls, list(result.built), "deploy" if result.failed else None)
-
-
-def ship_bases(pb: Any, remote: Any, *, reporter: Any, label: str, check: bool) -> bool:
-    """The sandbox's engine has no registry: the images the apps build FROM travel from the local engine
-    over the host's SSH connection (only those it lacks). Returns False when that failed."""
-    from provision.changes import TaskResult
-    from provision.providers.local import ship_build_bases
-
-    task = "ship base images"
-    if check:
-        reporter.info(f"[{label}] {task}: those the host lacks are shipped when applied")
-        return True
-    started = time.monotonic()
-    try:
-        with reporter.progress(f"[{label}] {task}"):
-            shipped = ship_build_bases(pb, remote, reporter=reporter)
-    except Exception as exc:  # any failure of this effect is reported as the task's failure
-        reporter.task(TaskResult(label, task, Status.FAILED, message=str(exc) or type(exc).__name__,
-                                 elapsed=time.monotonic() - started))
-        return False
-    moved = [s.ref for s in shipped if s.shipped]
-    reporter.task(TaskResult(label, task, Status.CHANGED if moved else Status.OK,
-                             elapsed=time.monotonic() - started,
-                             data={"shipped": moved, "present": [s.ref for s in shipped if not s.shipped]}))
-    return True
 
 
 def finish(command: str, pb: Any, result: UpResult, reporter: Any, opts: Any, check: bool,
