@@ -30,6 +30,7 @@ LABEL_APP = "dockyard.app"
 LABEL_CONFIG_HASH = "dockyard.config-hash"
 LABEL_BUILD_HASH = "dockyard.build-hash"
 LABEL_VOLUME = "dockyard.volume"
+LABEL_CONFIG = "dockyard.config"  # the secret-free describe() text: the "before" of the next --diff
 
 
 def scope(project: str, environment: str) -> str:
@@ -208,6 +209,7 @@ class ContainerConfig:
         labels = owner_labels(self.project, self.environment, self.app)
         labels[LABEL_CONFIG_HASH] = self.config_hash
         labels[LABEL_BUILD_HASH] = self.build_hash
+        labels[LABEL_CONFIG] = self.describe()
         return labels
 
     def create_argv(self) -> tuple[str, ...]:

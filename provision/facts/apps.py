@@ -15,6 +15,7 @@ from typing import Any
 from provision.commands.docker import (
     LABEL_APP,
     LABEL_BUILD_HASH,
+    LABEL_CONFIG,
     LABEL_CONFIG_HASH,
     LABEL_ENVIRONMENT,
     LABEL_PROJECT,
@@ -47,6 +48,7 @@ class ContainerFact:
     status: str  # the engine's human text, e.g. "Up 2 minutes (healthy)"
     created: int
     ports: tuple[PortFact, ...] = ()
+    config_text: str = ""  # the settings it was created with (secret-free), for --diff
 
     @property
     def running(self) -> bool:
@@ -139,6 +141,7 @@ def parse_container(doc: dict[str, Any]) -> ContainerFact:
         status=doc.get("Status", ""),
         created=int(doc.get("Created", 0)),
         ports=tuple(sorted(set(ports), key=lambda p: (p.host_port, p.host_ip))),
+        config_text=labels.get(LABEL_CONFIG, ""),
     )
 
 

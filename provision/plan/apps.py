@@ -224,7 +224,7 @@ def plan_container(desired: DesiredApp, facts: AppFacts) -> list[Change]:
             ),
         )
     )
-    before = "".join(f"container {c.name}: {c.status}\nconfig hash: {c.config_hash[:12]}\n" for c in old) or None
+    before = "".join(c.config_text or f"config hash: {c.config_hash[:12]}\n" for c in old) or None
     return [
         Change(
             target,

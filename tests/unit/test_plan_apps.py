@@ -284,3 +284,13 @@ def test_build_local_builds_here_and_ships(tmp_path: Path) -> None:
     (change,) = plan_image(d, facts(), project=P, environment=E)
     assert change.steps[0].effect.func is appops.build_local_and_ship
     assert "on this machine" in change.steps[0].description
+
+
+def test_diff_before_is_the_old_containers_recorded_settings(tmp_path: Path) -> None:
+    old = desired(tmp_path, source="v1")
+    doc = container_doc(old)
+    doc["Labels"]["dockyard.config"] = old.container.describe()
+    new = desired(tmp_path, source="v2")
+    (ctr,) = plan_container(new, facts([doc]))
+    assert ctr.before == old.container.describe() and ctr.after == new.container.describe()
+    assert f"image: {old.image}" in ctr.before and f"image: {new.image}" in ctr.after
