@@ -36,6 +36,7 @@ class DeployContext:
     built: list[str] = field(default_factory=list)  # tags built in this run (for reports and tests)
     _local: Any = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _spinner: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def run(self, argv: Any, *, sudo: bool = False, stdin: bytes | None = None) -> Any:
         return self.remote.run(argv, sudo=sudo, stdin=stdin)
@@ -63,11 +64,15 @@ class DeployContext:
 
     @contextlib.contextmanager
     def progress(self, message: str) -> Iterator[Any]:
-        if self.reporter is None:
+        """A spinner; apps run in parallel but a console has one live display, so the others stay quiet."""
+        if self.reporter is None or not self._spinner.acquire(blocking=False):
             yield _NoProgress()
             return
-        with self.reporter.progress(message) as p:
-            yield p
+        try:
+            with self.reporter.progress(message) as p:
+                yield p
+        finally:
+            self._spinner.release()
 
 
 class _NoProgress:
