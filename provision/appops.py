@@ -337,6 +337,8 @@ def roll_out(
                 restarted.append(cid)
         kept = ", ".join(o.name for o in old) or "none"
         reason = str(exc) if isinstance(exc, StepFailed) else f"{type(exc).__name__}: {exc}"
+        if "docker-init" in reason:  # containers run with --init: the engine's tini is missing
+            reason += " (the engine has no docker-init: install the tini package, or Docker's docker-ce)"
         message = f"{redact(reason)}; removed it, kept the old container ({kept})"
         if logs:
             message += f"\nlast log lines of {config.name}:\n{logs}"
