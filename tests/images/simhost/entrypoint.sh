@@ -8,8 +8,11 @@ set -eu
 mount -o remount,rw /sys 2>/dev/null || echo "simhost: warning: cannot remount /sys read-write" >&2
 if [ -d /sys/fs/cgroup ]; then
   mount -o remount,rw /sys/fs/cgroup 2>/dev/null || true
+  # a plain remount of a cgroup v1 hierarchy says "busy"; a bind remount changes only this mount's flag
   for d in /sys/fs/cgroup/*; do
-    if mountpoint -q "$d" 2>/dev/null; then mount -o remount,rw "$d" 2>/dev/null || true; fi
+    if mountpoint -q "$d" 2>/dev/null; then
+      mount -o remount,rw "$d" 2>/dev/null || mount -o remount,bind,rw "$d" 2>/dev/null || true
+    fi
   done
 fi
 
