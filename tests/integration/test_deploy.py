@@ -9,6 +9,7 @@ Everything carries the test's unique project label and is removed at the end.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -161,6 +162,12 @@ class Env:
         for i in api.images(filters=label):
             for tag in i.get("RepoTags") or []:
                 api.remove_image(tag, force=True)
+        # layers a failed build left behind (untagged; the templates label them with <project>/<app> early)
+        for i in api.images(filters={"dangling": True}):
+            title = (i.get("Labels") or {}).get("org.opencontainers.image.title", "")
+            if title.startswith(f"{self.project}/"):
+                with contextlib.suppress(Exception):
+                    api.remove_image(i["Id"])
         shutil.rmtree(f"/var/lib/dockyard/{self.project}-test", ignore_errors=True)
 
 
