@@ -412,6 +412,9 @@ def test_failing_build_shows_its_log_tail(env: Env, first) -> None:
     }
     try:
         result = env.deploy(only=["broken"])
+        r = cli(env, "deploy", "-p", "test.yml", "--app", "broken", "--json")
+        assert r.returncode == 1, r.stderr  # a failed step: exit 1, one JSON document saying so
+        assert json.loads(r.stdout)["ok"] is False and "dockyard-build-marker" in r.stdout
     finally:
         env.apps.pop("broken")
     assert result.failed
