@@ -177,9 +177,18 @@ def _build(
         except StepFailed:
             raise
         except Exception as exc:  # APIError, connection trouble
-            raise StepFailed(f"build of {tag} failed: {redact(str(exc))}") from None
+            raise StepFailed(f"build of {tag} failed: {redact(_why(exc))}") from None
     ctx.built.append(tag)
     return image_id
+
+
+def _why(exc: Exception) -> str:
+    """One readable line; a connection cut mid-stream (urllib3/requests/paramiko/socket) says so."""
+    detail = exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc)
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    if names & {"ProtocolError", "ConnectionError", "ChunkedEncodingError", "SSHException", "EOFError"}:
+        return f"the connection to the host was lost ({detail})"
+    return str(exc)
 
 
 def remove_image(ctx: DeployContext, *, image_id: str, tags: tuple[str, ...]) -> None:
