@@ -26,7 +26,7 @@ from provision.commands.docker import (
     volume_name,
 )
 from provision.errors import InputError, Problem
-from provision.facts.apps import AppFacts, gather
+from provision.facts.apps import AppFacts, gather, gather_remote
 from provision.plan import apps as plan
 from provision.plan.apps import DesiredApp
 from provision.runner import Runner
@@ -189,7 +189,7 @@ def deploy(
     project, env = playbook.project, playbook.environment
     facts: AppFacts | None = None
     with runner.guard("gather app facts"):
-        facts = gather(remote.docker(), project, env)
+        facts = gather_remote(remote, project, env)
     if facts is None or runner.failed:
         return DeployResult(runner.recap, [], ctx.built)
 

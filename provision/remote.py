@@ -20,6 +20,9 @@ Contract (setup and deploy code against these names):
     renewed.
   - `docker() -> docker.DockerClient`: HTTP over `docker system dial-stdio` channels opened on this same
     paramiko Transport (no second SSH connection, no TCP listener on the host).
+  - `engine_get(paths) -> list`: read-only Engine API GETs (decoded JSON, in order) over ONE dial-stdio
+    channel with HTTP keep-alive and no Docker SDK (the facts fast path); it remembers the engine's API
+    version, so a later `docker()` does not ask for it again.
   - `close()`.
 - Host keys: trust on first use into `known_hosts` (its directory is created), strict afterwards; a changed
   key raises `StepFailed` naming the file and line and the `ssh-keygen -R` command that clears it.
@@ -188,6 +191,7 @@ class Remote:
         self._gateway: Connection | None = None
         self._sftp: paramiko.SFTPClient | None = None
         self._docker: docker.DockerClient | None = None
+        self._api_version: str | None = None  # the engine's, from any answer engine_get got (saves a round trip)
         self._lock = threading.RLock()
         self.connections_opened = 0  # how many SSH sessions this Remote made (1 + reconnects)
 
@@ -406,12 +410,55 @@ class Remote:
         return r.stdout.encode("utf-8")
 
     # docker
+    def engine_get(self, paths: Sequence[str], *, timeout: float = 60) -> list[Any]:
+        """GET each Engine API path (unversioned: the engine's own API version) and return the decoded JSON
+        documents, in order, over ONE `docker system dial-stdio` channel (HTTP/1.1 keep-alive).
+
+        The read-only fast path (facts): no Docker SDK import, no version round trip, one remote process.
+        """
+        import http.client
+        import json
+
+        try:
+            chan = self.transport.open_session(timeout=self.target.connect_timeout)
+        except paramiko.SSHException as exc:
+            raise StepFailed(f"ssh {self.target.label}: cannot open a session: {exc}") from None
+        docs: list[Any] = []
+        try:
+            chan.settimeout(timeout)
+            chan.exec_command("docker system dial-stdio")
+            for path in paths:
+                chan.sendall(f"GET {path} HTTP/1.1\r\nHost: docker\r\nUser-Agent: dockyard\r\n\r\n".encode())
+                resp = http.client.HTTPResponse(_ChannelSock(chan), method="GET")  # type: ignore[arg-type]
+                resp.begin()
+                body = resp.read()
+                if resp.status != 200:
+                    detail = body.decode("utf-8", "replace")
+                    with contextlib.suppress(ValueError, AttributeError):
+                        detail = json.loads(detail).get("message", detail)
+                    raise StepFailed(f"the Docker engine answered {resp.status} to GET {path.split('?')[0]}: "
+                                     f"{tail(str(detail), 300)}")
+                docs.append(json.loads(body))
+                self._api_version = resp.getheader("Api-Version") or self._api_version
+        except StepFailed:
+            raise
+        except (http.client.HTTPException, paramiko.SSHException, OSError, EOFError, ValueError) as exc:
+            err = b""
+            with contextlib.suppress(Exception):
+                if chan.recv_stderr_ready():
+                    err = chan.recv_stderr(4096)
+            detail = tail(err.decode("utf-8", "replace"), 300) or f"{type(exc).__name__}: {exc}"
+            raise StepFailed(f"the Docker engine does not answer over SSH: {detail}") from None
+        finally:
+            chan.close()
+        return docs
+
     def docker(self, *, timeout: float = 120) -> docker.DockerClient:
         """A Docker SDK client whose HTTP requests ride `docker system dial-stdio` on this SSH connection."""
         with self._lock:
             if self._docker is None:
                 self.transport  # noqa: B018 - connect now, so errors surface here
-                self._docker = _docker_client(lambda: self.transport, timeout)
+                self._docker = _docker_client(lambda: self.transport, timeout, self._api_version)
             return self._docker
 
 
@@ -440,6 +487,16 @@ def _feed(chan: paramiko.Channel, data: bytes) -> None:
             chan.shutdown_write()
 
 
+class _ChannelSock:
+    """What http.client.HTTPResponse needs of a socket; the file is not closed with the response (keep-alive)."""
+
+    def __init__(self, chan: paramiko.Channel) -> None:
+        self.chan = chan
+
+    def makefile(self, mode: str) -> Any:
+        return self.chan.makefile(mode)
+
+
 def _short(text: str, limit: int = 160) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
@@ -447,8 +504,12 @@ def _short(text: str, limit: int = 160) -> str:
 # --- the Docker SDK over this connection ------------------------------------------------------------------
 
 
-def _docker_client(transport: Callable[[], paramiko.Transport], timeout: float) -> docker.DockerClient:
-    """docker-py's ssh:// adapter opens its own SSHClient; this one reuses our Transport instead."""
+def _docker_client(transport: Callable[[], paramiko.Transport], timeout: float,
+                   api_version: str | None = None) -> docker.DockerClient:
+    """docker-py's ssh:// adapter opens its own SSHClient; this one reuses our Transport instead.
+
+    The API version is the engine's: `api_version` when already known (an answer's Api-Version header),
+    otherwise asked for now (one round trip)."""
     import docker
     from docker.transport.sshconn import SSHHTTPAdapter
 
@@ -478,10 +539,13 @@ def _docker_client(transport: Callable[[], paramiko.Transport], timeout: float) 
     api.mount("http+docker://ssh", adapter)
     api._custom_adapter = adapter
     api.base_url = "http+docker://ssh"
-    try:
-        api._version = api._retrieve_server_version()
-    except Exception as exc:
-        raise StepFailed(f"the Docker engine does not answer over SSH: {tail(str(exc), 300)}") from None
+    if api_version:
+        api._version = api_version
+    else:
+        try:
+            api._version = api._retrieve_server_version()
+        except Exception as exc:
+            raise StepFailed(f"the Docker engine does not answer over SSH: {tail(str(exc), 300)}") from None
     client = docker.DockerClient.__new__(docker.DockerClient)
     client.api = api
     return client

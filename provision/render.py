@@ -30,16 +30,19 @@ import re
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jinja2
 import yaml
 
 import provision
 from provision.errors import InputError
 from provision.spec import EngineSpec, Playbook
+
+if TYPE_CHECKING:
+    import jinja2  # imported where a template is rendered: a playbook of plain Dockerfiles never needs it
 
 BUILTIN_DIR = Path(provision.__file__).resolve().parent / "templates"
 DOCKERFILE_SUFFIX = ".Dockerfile.j2"
@@ -119,7 +122,16 @@ def _as_argv(value: Any) -> list[str]:
 
 
 def _environment(playbook: Playbook | None) -> jinja2.Environment:
-    loaders: list[jinja2.BaseLoader] = [jinja2.FileSystemLoader(str(d)) for d in template_dirs(playbook)]
+    """One environment per search path per process: its template cache compiles each template once (Jinja
+    still reloads a template whose file changed)."""
+    return _cached_environment(tuple(str(d) for d in template_dirs(playbook)))
+
+
+@lru_cache(maxsize=16)
+def _cached_environment(dirs: tuple[str, ...]) -> jinja2.Environment:
+    import jinja2
+
+    loaders: list[jinja2.BaseLoader] = [jinja2.FileSystemLoader(d) for d in dirs]
     loaders.append(jinja2.PrefixLoader({"builtin": jinja2.FileSystemLoader(str(BUILTIN_DIR))}))
     env = jinja2.Environment(loader=jinja2.ChoiceLoader(loaders), undefined=jinja2.StrictUndefined,
                              keep_trailing_newline=True, autoescape=False, trim_blocks=False)
@@ -239,6 +251,8 @@ def _read_dockerfile(playbook: Playbook, app_name: str) -> RenderedDockerfile:
 
 def _render(playbook: Playbook | None, rel: str, variables: Mapping[str, Any], *, what: str,
             app_name: str | None, var_hint: str, syntax_key: str) -> str:
+    import jinja2
+
     env = _environment(playbook)
     file = _source(playbook)
     for_app = f" for app {app_name!r}" if app_name else ""

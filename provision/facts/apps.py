@@ -6,6 +6,7 @@ dataclasses the pure planner consumes. The parsers take the engine's JSON, so te
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -197,6 +198,32 @@ def parse(
     vols = tuple(parse_volume(d) for d in volumes if ours(d))
     seen = frozenset({c.app for c in mine} | {n.app for n in nets} | {v.app for v in vols})
     return AppFacts(project, environment, mine, others, imgs, nets, vols, seen)
+
+
+def list_paths(project: str, environment: str) -> list[str]:
+    """The four Engine API list reads `gather` makes (the same queries the SDK sends), as unversioned paths."""
+    from urllib.parse import urlencode
+
+    def q(filters: dict[str, list[str]], **params: int) -> str:
+        return urlencode({**params, "filters": json.dumps(filters)})
+
+    by_project = {"label": [f"{LABEL_PROJECT}={project}"]}
+    by_env = {"label": label_filters(project, environment)}
+    return [
+        "/containers/json?" + q(by_project, all=1),
+        "/images/json?" + q(by_project),
+        "/networks?" + q(by_env),
+        "/volumes?" + q(by_env),
+    ]
+
+
+def gather_remote(remote: Any, project: str, environment: str) -> AppFacts:
+    """`gather` over the Remote's one-channel reader (no Docker SDK) when it has one."""
+    if not hasattr(remote, "engine_get"):
+        return gather(remote.docker(), project, environment)
+    containers, images, networks, volumes = remote.engine_get(list_paths(project, environment))
+    vols = (volumes or {}).get("Volumes") or []
+    return parse(project, environment, containers or [], images or [], networks or [], vols)
 
 
 def gather(client: Any, project: str, environment: str) -> AppFacts:
