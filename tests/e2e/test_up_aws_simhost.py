@@ -122,12 +122,26 @@ apps:
             (t["task"], t["status"]) for t in tasks(again) if t["status"] != "ok"]
         assert resources(ec2, project)[0] == [instance_id]
 
+        # recreate: the old instance and what dockyard made for it go, one fresh instance comes, and the
+        # same pipeline (setup, deploy) runs on it; the sim host still serves the app afterwards
+        fresh = json_of(dockyard(env, "recreate", "-p", str(playbook), "--yes", "--json"))
+        assert fresh["ok"] is True and fresh["command"] == "recreate"
+        assert [c["target"] for c in fresh["removed"]] == ["aws:instance", "aws:security-group", "aws:key-pair"]
+        fresh_id = fresh["host"]["id"]
+        assert fresh_id.startswith("i-") and fresh_id != instance_id
+        instances, groups, keys = resources(ec2, project)
+        assert instances == [fresh_id] and len(groups) == 1 and len(keys) == 1
+        assert {t["task"] for t in tasks(fresh)} >= {"gather facts", "app site: container"}
+        status, body = get(f"http://127.0.0.1:{host.published(APP_PORT)}/")
+        assert status == 200 and f"hello from {unique} on a sim host" in body
+
         # teardown: no instance, security group or key pair left
         gone = dockyard(env, "teardown", "-p", str(playbook), "--yes", "--json")
         assert gone.returncode == 0, explain(gone)
         assert resources(ec2, project) == ([], [], [])
-        [inst] = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"]
-        assert inst["State"]["Name"] == "terminated"
+        for gone_id in (instance_id, fresh_id):
+            [inst] = ec2.describe_instances(InstanceIds=[gone_id])["Reservations"][0]["Instances"]
+            assert inst["State"]["Name"] == "terminated"
     finally:
         if playbook.exists():
             dockyard(env, "teardown", "-p", str(playbook), "--yes", timeout=300)
