@@ -39,7 +39,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -411,46 +411,11 @@ class Remote:
 
     # docker
     def engine_get(self, paths: Sequence[str], *, timeout: float = 60) -> list[Any]:
-        """GET each Engine API path (unversioned: the engine's own API version) and return the decoded JSON
-        documents, in order, over ONE `docker system dial-stdio` channel (HTTP/1.1 keep-alive).
+        """GET each Engine API path over ONE `docker system dial-stdio` channel; see provision.engine_api."""
+        from provision.engine_api import read_engine
 
-        The read-only fast path (facts): no Docker SDK import, no version round trip, one remote process.
-        """
-        import http.client
-        import json
-
-        try:
-            chan = self.transport.open_session(timeout=self.target.connect_timeout)
-        except paramiko.SSHException as exc:
-            raise StepFailed(f"ssh {self.target.label}: cannot open a session: {exc}") from None
-        docs: list[Any] = []
-        try:
-            chan.settimeout(timeout)
-            chan.exec_command("docker system dial-stdio")
-            for path in paths:
-                chan.sendall(f"GET {path} HTTP/1.1\r\nHost: docker\r\nUser-Agent: dockyard\r\n\r\n".encode())
-                resp = http.client.HTTPResponse(_ChannelSock(chan), method="GET")  # type: ignore[arg-type]
-                resp.begin()
-                body = resp.read()
-                if resp.status != 200:
-                    detail = body.decode("utf-8", "replace")
-                    with contextlib.suppress(ValueError, AttributeError):
-                        detail = json.loads(detail).get("message", detail)
-                    raise StepFailed(f"the Docker engine answered {resp.status} to GET {path.split('?')[0]}: "
-                                     f"{tail(str(detail), 300)}")
-                docs.append(json.loads(body))
-                self._api_version = resp.getheader("Api-Version") or self._api_version
-        except StepFailed:
-            raise
-        except (http.client.HTTPException, paramiko.SSHException, OSError, EOFError, ValueError) as exc:
-            err = b""
-            with contextlib.suppress(Exception):
-                if chan.recv_stderr_ready():
-                    err = chan.recv_stderr(4096)
-            detail = tail(err.decode("utf-8", "replace"), 300) or f"{type(exc).__name__}: {exc}"
-            raise StepFailed(f"the Docker engine does not answer over SSH: {detail}") from None
-        finally:
-            chan.close()
+        docs, version = read_engine(self.transport, self.target, paths, timeout=timeout)
+        self._api_version = version or self._api_version
         return docs
 
     def docker(self, *, timeout: float = 120) -> docker.DockerClient:
@@ -458,7 +423,9 @@ class Remote:
         with self._lock:
             if self._docker is None:
                 self.transport  # noqa: B018 - connect now, so errors surface here
-                self._docker = _docker_client(lambda: self.transport, timeout, self._api_version)
+                from provision.engine_api import docker_client
+
+                self._docker = docker_client(lambda: self.transport, timeout, self._api_version)
             return self._docker
 
 
@@ -487,65 +454,5 @@ def _feed(chan: paramiko.Channel, data: bytes) -> None:
             chan.shutdown_write()
 
 
-class _ChannelSock:
-    """What http.client.HTTPResponse needs of a socket; the file is not closed with the response (keep-alive)."""
-
-    def __init__(self, chan: paramiko.Channel) -> None:
-        self.chan = chan
-
-    def makefile(self, mode: str) -> Any:
-        return self.chan.makefile(mode)
-
-
 def _short(text: str, limit: int = 160) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
-
-
-# --- the Docker SDK over this connection ------------------------------------------------------------------
-
-
-def _docker_client(transport: Callable[[], paramiko.Transport], timeout: float,
-                   api_version: str | None = None) -> docker.DockerClient:
-    """docker-py's ssh:// adapter opens its own SSHClient; this one reuses our Transport instead.
-
-    The API version is the engine's: `api_version` when already known (an answer's Api-Version header),
-    otherwise asked for now (one round trip)."""
-    import docker
-    from docker.transport.sshconn import SSHHTTPAdapter
-
-    class _Client:  # the bits of paramiko.SSHClient docker's SSHConnectionPool uses
-        def get_transport(self) -> paramiko.Transport:
-            return transport()  # the Remote's current transport
-
-    class _Adapter(SSHHTTPAdapter):
-        def __init__(self) -> None:
-            self.ssh_client = _Client()  # type: ignore[assignment]
-            self.ssh_host = "dockyard"
-            self.ssh_params = {}
-            self.timeout = timeout
-            self.max_pool_size = 10
-            from docker.transport.sshconn import RecentlyUsedContainer
-            self.pools = RecentlyUsedContainer(10, dispose_func=lambda p: p.close())
-            super(SSHHTTPAdapter, self).__init__()
-
-        def _connect(self) -> None:
-            raise StepFailed("the SSH connection carrying the Docker API was closed")
-
-        def close(self) -> None:
-            self.pools.clear()  # the transport belongs to Remote
-
-    api = docker.APIClient(base_url="unix:///dockyard-unused.sock", version="1.41", timeout=timeout)
-    adapter = _Adapter()
-    api.mount("http+docker://ssh", adapter)
-    api._custom_adapter = adapter
-    api.base_url = "http+docker://ssh"
-    if api_version:
-        api._version = api_version
-    else:
-        try:
-            api._version = api._retrieve_server_version()
-        except Exception as exc:
-            raise StepFailed(f"the Docker engine does not answer over SSH: {tail(str(exc), 300)}") from None
-    client = docker.DockerClient.__new__(docker.DockerClient)
-    client.api = api
-    return client
