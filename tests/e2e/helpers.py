@@ -83,7 +83,8 @@ def container_ids(env: dict[str, str], playbook: Path) -> dict[str, str | None]:
 
 
 def remove_labelled(project: str) -> list[str]:
-    """Remove every container, volume and network on the local engine labelled with this (test) project."""
+    """Remove every container, volume, network and image on the local engine labelled with this (test)
+    project (images: `build: local` apps are built here before they are shipped)."""
     import docker
 
     client = docker.from_env(timeout=120)
@@ -102,6 +103,10 @@ def remove_labelled(project: str) -> list[str]:
             with contextlib.suppress(docker.errors.APIError):
                 n.remove()
                 removed.append(f"network {n.name}")
+        for image in client.images.list(all=True, filters=flt):
+            with contextlib.suppress(docker.errors.APIError):
+                client.images.remove(image.id, force=True)
+                removed.append(f"image {image.short_id}")
     finally:
         client.close()
     return removed

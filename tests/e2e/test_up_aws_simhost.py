@@ -20,7 +20,7 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.e2e.helpers import cli_env, dockyard, explain, get, json_of, tasks
+from tests.e2e.helpers import cli_env, dockyard, explain, get, json_of, remove_labelled, tasks
 from tests.images import image_ref
 from tests.simhost import start_simhost, stop_simhost
 
@@ -146,3 +146,4 @@ apps:
         if playbook.exists():
             dockyard(env, "teardown", "-p", str(playbook), "--yes", timeout=300)
         stop_simhost(host)
+        remove_labelled(project)  # the app is built here (`build: local`) before it is shipped
