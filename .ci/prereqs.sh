@@ -12,7 +12,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "prereqs: apt-get install ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q >/dev/null
-  apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+  apt-get install -y -q "${missing[@]}" >/dev/null
 fi
 # the engine is shared with anything else on the machine: dockyard and its tests only ever add to it
 if ! docker info >/dev/null 2>&1; then
