@@ -45,6 +45,30 @@ def json_of(done: subprocess.CompletedProcess[str], code: int = 0) -> dict[str, 
     return json.loads(done.stdout)
 
 
+def ec2_client(endpoint: str, region: str) -> Any:
+    """boto3's EC2 client for the moto server (fake credentials: never a real account)."""
+    import boto3
+
+    return boto3.client("ec2", region_name=region, endpoint_url=endpoint, aws_access_key_id="testing",
+                        aws_secret_access_key="testing")
+
+
+def aws_resources(ec2: Any, project: str, environment: str) -> tuple[list[str], list[str], list[str]]:
+    """(live instance ids, security group ids, key pair names) dockyard made for (project, environment),
+    read by describe calls."""
+    name = f"dockyard-{project}-{environment}"
+    res = ec2.describe_instances(Filters=[
+        {"Name": "tag:dockyard:project", "Values": [project]},
+        {"Name": "tag:dockyard:environment", "Values": [environment]},
+        {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]}])
+    instances = [i["InstanceId"] for r in res["Reservations"] for i in r["Instances"]]
+    groups = [g["GroupId"] for g in ec2.describe_security_groups(
+        Filters=[{"Name": "group-name", "Values": [name]}])["SecurityGroups"]]
+    keys = [k["KeyName"] for k in ec2.describe_key_pairs(
+        Filters=[{"Name": "key-name", "Values": [name]}])["KeyPairs"]]
+    return instances, groups, keys
+
+
 def tasks(doc: dict[str, Any]) -> list[dict[str, Any]]:
     return [t for h in doc["hosts"] for t in h["tasks"]]
 

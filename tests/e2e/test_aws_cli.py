@@ -1,4 +1,4 @@
-"""provision → provision → teardown → recreate through the real CLI (`python -m provision`, i.e. `dockyard`)
+"""provision → provision → teardown through the real CLI (`python -m provision`, i.e. `dockyard`)
 against a ThreadedMotoServer reached through AWS_ENDPOINT_URL, every step verified with describe calls.
 
 The SSH wait dials the test sshd on 127.0.0.1 (ssh.host/ssh.port), never the fake 54.x/10.x address.
@@ -6,63 +6,39 @@ The SSH wait dials the test sshd on 127.0.0.1 (ssh.host/ssh.port), never the fak
 
 from __future__ import annotations
 
-import json
 import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.e2e.helpers import aws_resources, cli_env, ec2_client, json_of
+from tests.e2e.helpers import dockyard as run_cli
+
 REGION = "eu-west-1"
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def cli_env(clean_env: dict[str, str], moto_server: str) -> dict[str, str]:
-    env = dict(clean_env)
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
-        env.pop(name, None)
-    env.update(AWS_ENDPOINT_URL=moto_server, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
-               AWS_DEFAULT_REGION=REGION, PYTHONPATH=str(ROOT))
-    return env
+def aws_cli_env(moto_server: str) -> dict[str, str]:
+    return cli_env(AWS_ENDPOINT_URL=moto_server, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+                   AWS_DEFAULT_REGION=REGION)
 
 
 @pytest.fixture
 def ec2(moto_server: str) -> Any:
-    return boto3.client("ec2", region_name=REGION, endpoint_url=moto_server, aws_access_key_id="testing",
-                        aws_secret_access_key="testing")
+    return ec2_client(moto_server, REGION)
 
 
 def dockyard(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "provision", *args], cwd=ROOT, env=env, text=True,
-                          capture_output=True, stdin=subprocess.DEVNULL, timeout=300, check=False)
-
-
-def json_of(done: subprocess.CompletedProcess[str]) -> dict[str, Any]:
-    assert done.returncode == 0, f"exit {done.returncode}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
-    return json.loads(done.stdout)
+    return run_cli(env, *args, timeout=300)
 
 
 def resources(ec2: Any, project: str) -> tuple[list[str], list[str], list[str]]:
-    """(live instance ids, security group ids, key pair names) for the project's `e2e` environment."""
-    name = f"dockyard-{project}-e2e"
-    res = ec2.describe_instances(Filters=[
-        {"Name": "tag:dockyard:project", "Values": [project]},
-        {"Name": "tag:dockyard:environment", "Values": ["e2e"]},
-        {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]}])
-    instances = [i["InstanceId"] for r in res["Reservations"] for i in r["Instances"]]
-    groups = [g["GroupId"] for g in ec2.describe_security_groups(
-        Filters=[{"Name": "group-name", "Values": [name]}])["SecurityGroups"]]
-    keys = [k["KeyName"] for k in ec2.describe_key_pairs(
-        Filters=[{"Name": "key-name", "Values": [name]}])["KeyPairs"]]
-    return instances, groups, keys
+    return aws_resources(ec2, project, "e2e")
 
 
-def test_provision_and_teardown_through_the_cli(cli_env, ec2, sshd, unique, tmp_path) -> None:
+def test_provision_and_teardown_through_the_cli(aws_cli_env, ec2, sshd, unique, tmp_path) -> None:
     project = unique  # the moto server lives for the whole session: keep this test's resources apart
     ami = ec2.register_image(Name=f"{unique}-ubuntu", RootDeviceName="/dev/sda1")["ImageId"]
     playbook = tmp_path / "e2e.yml"
@@ -85,7 +61,7 @@ ssh:
 """)
     log_before = sshd.log.read_text().count("Connection from 127.0.0.1")
 
-    first = json_of(dockyard(cli_env, "provision", "-p", str(playbook), "--json"))
+    first = json_of(dockyard(aws_cli_env, "provision", "-p", str(playbook), "--json"))
     host = first["host"]
     assert first["ok"] is True and first["changed"] == 3 and first["command"] == "provision"
     assert host["id"].startswith("i-") and host["state"] == "running"
@@ -96,7 +72,7 @@ ssh:
     # the SSH wait really talked to the test sshd
     assert sshd.log.read_text().count("Connection from 127.0.0.1") > log_before
 
-    second = json_of(dockyard(cli_env, "provision", "-p", str(playbook), "--json"))
+    second = json_of(dockyard(aws_cli_env, "provision", "-p", str(playbook), "--json"))
     assert second["changed"] == 0 and second["host"]["id"] == host["id"]
     assert second["host"]["changes"] == []
     instances, groups, keys = resources(ec2, project)
@@ -109,22 +85,22 @@ ssh:
     assert not [r for p in ssh_rules for r in p.get("Ipv6Ranges", ())]
 
     # teardown without --yes and without a terminal refuses (exit 2) and touches nothing
-    refused = dockyard(cli_env, "teardown", "-p", str(playbook))
+    refused = dockyard(aws_cli_env, "teardown", "-p", str(playbook))
     assert refused.returncode == 2 and "--yes" in refused.stderr
     assert resources(ec2, project) == (instances, groups, keys)
 
-    checked = json_of(dockyard(cli_env, "teardown", "-p", str(playbook), "--check", "--json"))
+    checked = json_of(dockyard(aws_cli_env, "teardown", "-p", str(playbook), "--check", "--json"))
     assert [c["target"] for c in checked["changes"]] == ["aws:instance", "aws:security-group", "aws:key-pair"]
     assert resources(ec2, project) == (instances, groups, keys)
 
-    gone = json_of(dockyard(cli_env, "teardown", "-p", str(playbook), "--yes", "--json"))
+    gone = json_of(dockyard(aws_cli_env, "teardown", "-p", str(playbook), "--yes", "--json"))
     assert gone["changed"] == 3
     assert resources(ec2, project) == ([], [], [])
-    again = json_of(dockyard(cli_env, "teardown", "-p", str(playbook), "--yes", "--json"))
+    again = json_of(dockyard(aws_cli_env, "teardown", "-p", str(playbook), "--yes", "--json"))
     assert again["changed"] == 0 and again["changes"] == []
 
     # recreate = teardown + up (setup and deploy included): it is tested against a sim host in
     # tests/e2e/test_up_aws_simhost.py, never here, where the "host" behind the test sshd is this machine.
 
-    json_of(dockyard(cli_env, "teardown", "-p", str(playbook), "--yes", "--json"))
+    json_of(dockyard(aws_cli_env, "teardown", "-p", str(playbook), "--yes", "--json"))
     assert resources(ec2, project) == ([], [], [])

@@ -17,10 +17,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
-from tests.e2e.helpers import cli_env, dockyard, explain, get, json_of, remove_labelled, tasks
+from tests.e2e.helpers import (
+    aws_resources,
+    cli_env,
+    dockyard,
+    ec2_client,
+    explain,
+    get,
+    json_of,
+    remove_labelled,
+    tasks,
+)
 from tests.images import image_ref
 from tests.simhost import start_simhost, stop_simhost
 
@@ -33,22 +42,11 @@ APP_PORT = 8082  # the app's published port inside the sim host (mapped to a 127
 
 @pytest.fixture
 def ec2(moto_server: str) -> Any:
-    return boto3.client("ec2", region_name=REGION, endpoint_url=moto_server, aws_access_key_id="testing",
-                        aws_secret_access_key="testing")
+    return ec2_client(moto_server, REGION)
 
 
 def resources(ec2: Any, project: str) -> tuple[list[str], list[str], list[str]]:
-    """(live instance ids, security group ids, key pair names) of the project, by describe calls."""
-    name = f"dockyard-{project}-{ENVIRONMENT}"
-    res = ec2.describe_instances(Filters=[
-        {"Name": "tag:dockyard:project", "Values": [project]},
-        {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]}])
-    instances = [i["InstanceId"] for r in res["Reservations"] for i in r["Instances"]]
-    groups = [g["GroupId"] for g in ec2.describe_security_groups(
-        Filters=[{"Name": "group-name", "Values": [name]}])["SecurityGroups"]]
-    keys = [k["KeyName"] for k in ec2.describe_key_pairs(
-        Filters=[{"Name": "key-name", "Values": [name]}])["KeyPairs"]]
-    return instances, groups, keys
+    return aws_resources(ec2, project, ENVIRONMENT)
 
 
 def test_up_from_the_ec2_api_to_a_running_app_on_a_sim_host(tmp_path: Path, unique: str, moto_server: str,
