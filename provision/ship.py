@@ -188,24 +188,3 @@ def ship(client: Any, remote: Any, refs: Iterable[str], *, sudo: bool = False,
         raise StepFailed(f"after `docker load`, the host's {', '.join(wrong)} still differ from this "
                          "machine's")
     return results
-
-
-def ship_build_bases(pb: Any, remote: Any, client: Any, *, sudo: bool = False,
-                     reporter: Any = None) -> list[Shipped]:
-    """Ship the images the apps build FROM that exist in the local engine into the host's engine (before
-    deploy builds there): the sandbox's engine cannot pull them from a registry. Only missing ones move."""
-    import docker
-
-    from provision.render import render_dockerfile
-
-    wanted: list[str] = []
-    for name in pb.apps:
-        for ref in from_images(render_dockerfile(pb, name).text):
-            try:
-                client.images.get(ref)
-            except docker.errors.ImageNotFound:
-                continue  # the host's engine pulls it (or the build says it cannot)
-            if ref not in wanted:
-                wanted.append(ref)
-    say = reporter.info if reporter is not None else None
-    return ship(client, remote, wanted, sudo=sudo, say=say)

@@ -42,8 +42,7 @@ from provision.providers import HostInfo
 from provision.runner import Runner
 from provision.sandbox.keys import ensure_key, forget_host_keys, pin_host_key
 
-__all__ = ["destroy_host", "ensure_host", "ensure_key", "find_host", "pin_host_key", "ship_build_bases",
-           "ssh_target"]
+__all__ = ["destroy_host", "ensure_host", "ensure_key", "find_host", "pin_host_key"]
 
 SSH_WAIT = 120.0
 
@@ -374,21 +373,3 @@ def destroy_host(pb: Any, *, check: bool = False, reporter: Any = None, client: 
     if not check:
         forget_host_keys(pb.known_hosts_file, [f"[{BIND_ADDRESS}]:{p}" for p in ports if p])
     return changes
-
-
-def ssh_target(pb: Any, info: HostInfo) -> Any:
-    """The SshTarget for a local sandbox (its mapped port and dockyard's per-environment key)."""
-    from provision.remote import SshTarget
-
-    return SshTarget(host=info.ssh_address, port=info.ssh_port, user=info.ssh_user,
-                     key_file=Path(info.data.get("key_file") or local_key_file(pb)),
-                     known_hosts=pb.known_hosts_file, connect_timeout=pb.ssh.connect_timeout)
-
-
-
-def ship_build_bases(pb: Any, remote: Any, *, client: Any = None, sudo: bool = False,
-                     reporter: Any = None) -> list[Any]:
-    """See provision.ship.ship_build_bases (the local engine by default)."""
-    from provision.ship import ship_build_bases as ship_bases
-
-    return ship_bases(pb, remote, client or docker_client(), sudo=sudo, reporter=reporter)

@@ -21,7 +21,7 @@ from provision.changes import Status
 from provision.commands.sandbox import label_filters
 from provision.playbook import load_playbook
 from provision.providers import local
-from provision.remote import Remote
+from provision.remote import Remote, SshTarget
 from provision.report import Reporter
 from provision.ship import ship
 
@@ -106,7 +106,7 @@ def test_local_sandbox_provision_ssh_ship_reprovision_teardown(tmp_path: Path, u
         assert Path(info.data["key_file"]) == key_file and (key_file.stat().st_mode & 0o777) == 0o600
         assert local.find_host(pb, client=docker_client) == info
 
-        target = local.ssh_target(pb, info)
+        target = SshTarget.from_host(pb, info)
         with Remote(target) as remote:
             # the non-root user, with passwordless sudo; no engine preinstalled (setup installs it)
             assert remote.run(["id", "-u"]).stdout.strip() != "0"
@@ -136,7 +136,7 @@ def test_local_sandbox_provision_ssh_ship_reprovision_teardown(tmp_path: Path, u
             info.host_id, info.ssh_port, info.published)
 
         # the engine inside (setup's job in `up`; installed by hand here), then ship an image into it
-        with Remote(local.ssh_target(pb, restarted)) as remote:
+        with Remote(SshTarget.from_host(pb, restarted)) as remote:
             remote.run(["sh", "-c", "apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive "
                         "apt-get install -y -q --no-install-recommends docker.io >/dev/null"],
                        sudo=True, timeout=900)
@@ -166,7 +166,7 @@ def test_local_sandbox_provision_ssh_ship_reprovision_teardown(tmp_path: Path, u
         container.restart(timeout=10)
         rebooted = local.ensure_host(pb, reporter=_reporter()[0], client=docker_client)
         assert rebooted.host_id == info.host_id
-        with Remote(local.ssh_target(pb, rebooted)) as remote:
+        with Remote(SshTarget.from_host(pb, rebooted)) as remote:
             for _ in range(60):
                 if remote.run(["docker", "info"], sudo=True, check=False).ok:
                     break
@@ -200,12 +200,12 @@ def _get(url: str) -> tuple[int, str]:
 
 def test_the_shipped_example_runs_on_a_local_sandbox(tmp_path: Path, unique: str, docker_client,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    """playbooks/local.yml (under a unique project name): provision → setup → ship bases → deploy, the apps
-    answer on the printed 127.0.0.1 URLs, a second deploy changes nothing, teardown leaves nothing."""
+    """playbooks/local.yml (under a unique project name): provision → setup → deploy (which ships the build
+    bases first), the apps answer on the printed 127.0.0.1 URLs, a second deploy changes and ships nothing,
+    teardown leaves nothing."""
     from provision.cli.deploy import deploy_host
     from provision.cli.setup import setup_host
     from provision.deploy import changed_count
-    from provision.providers.local import ship_build_bases
 
     monkeypatch.setenv("DOCKYARD_MINBASE", "dockyard-ci/bookworm-minbase:1")
     monkeypatch.setenv("DOCKYARD_SANDBOX_BASE", "debootstrap")
@@ -223,12 +223,13 @@ def test_the_shipped_example_runs_on_a_local_sandbox(tmp_path: Path, unique: str
         info = local.ensure_host(pb, reporter=reporter, client=docker_client)
         recap = setup_host(pb, reporter=reporter, host=info)
         assert not recap.failed, [r.message for r in recap.results if r.message]
-        with Remote(local.ssh_target(pb, info)) as remote:
-            shipped = ship_build_bases(pb, remote, client=docker_client)
-            assert {s.ref for s in shipped} == {"dockyard/python:bookworm", "dockyard/static:bookworm",
-                                               "dockyard/base:bookworm"}
+        with Remote(SshTarget.from_host(pb, info)) as remote:
             result = deploy_host(pb, reporter=reporter, host=info, remote=remote)
             assert not result.failed, [r.message for r in result.recap.results if r.message]
+            [shipping] = [r for r in result.recap.results if r.task == "ship build base images"]
+            assert shipping.status is Status.CHANGED
+            assert {ref for c in shipping.changes for ref in c.data["images"]} == {
+                "dockyard/python:bookworm", "dockyard/static:bookworm", "dockyard/base:bookworm"}
             urls = info.data["urls"]
             assert set(urls) == {"web", "site"}
             status, body = _get(urls["web"])
@@ -237,9 +238,10 @@ def test_the_shipped_example_runs_on_a_local_sandbox(tmp_path: Path, unique: str
             status, body = _get(urls["site"])
             assert status == 200 and "a static site" in body
             # the no-op re-run: nothing shipped, nothing changed
-            assert not any(s.shipped for s in ship_build_bases(pb, remote, client=docker_client))
             again = deploy_host(pb, reporter=reporter, host=info, remote=remote)
             assert changed_count(again.recap) == 0 and not again.failed
+            [shipping] = [r for r in again.recap.results if r.task == "ship build base images"]
+            assert shipping.status is Status.OK and not shipping.changes
         local.destroy_host(pb, reporter=reporter, client=docker_client)
         assert _owned(docker_client, pb) == ([], [])
     finally:

@@ -298,6 +298,8 @@ def test_host_info_reads_the_labels_and_gives_the_urls(tmp_path: Path) -> None:
     assert info.published == {8081: 40081, 8082: 40082}
     assert info.data["urls"] == {"web": "http://127.0.0.1:40081/", "site": "http://127.0.0.1:40082/"}
     assert info.data["key_file"] == str(key)
-    target = local.ssh_target(pb, info)
+    from provision.remote import SshTarget
+
+    target = SshTarget.from_host(pb, info)  # what setup, deploy and up dial
     assert (target.host, target.port, target.user, target.key_file) == ("127.0.0.1", 40022, "dockyard", key)
     assert target.known_hosts == tmp_path / "playbooks" / ".dockyard" / "local" / "known_hosts"
