@@ -26,26 +26,19 @@ RESIZE_HELP = "apply an instance type change (stops and starts the host)"
 YES_HELP = "do not ask for confirmation (required when stdin is not a terminal, e.g. in CI)"
 
 
-def _provider(pb: Any) -> Any:
-    if pb.provider == "aws":
-        from provision.providers import aws
-        return aws
-    if pb.provider == "local":
-        from provision.providers import local
-        return local
-    return None
-
-
 def provision_host(pb: Any, *, check: bool = False, resize: bool = False, reporter: Any = None) -> Any:
-    module = _provider(pb)
+    from provision.providers import existing_host, provider_module
+
+    module = provider_module(pb)
     if module is None:
-        from provision.providers import existing_host
         return existing_host(pb)
     return module.ensure_host(pb, check=check, resize=resize, reporter=reporter)
 
 
 def teardown_host(pb: Any, *, check: bool = False, reporter: Any = None) -> list[Change]:
-    module = _provider(pb)
+    from provision.providers import provider_module
+
+    module = provider_module(pb)
     if module is None:
         return []  # `existing`: dockyard did not create the host, so it never removes it
     return list(module.destroy_host(pb, check=check, reporter=reporter))

@@ -25,14 +25,8 @@ DIFF_HELP = "show before/after of files (daemon.json)"
 
 def resolve_host(pb: Any) -> Any:
     """The HostInfo of the playbook's host, from its provider (a read-only lookup)."""
-    from provision.providers import existing_host
+    from provision.providers import find_host
 
-    if pb.provider == "existing":
-        return existing_host(pb)
-    if pb.provider == "aws":
-        from provision.providers.aws import find_host
-    else:
-        from provision.providers.local import find_host
     info = find_host(pb)
     if info is None:
         raise StepFailed(f"no {pb.provider} host for {pb.project}/{pb.environment} yet: "

@@ -11,6 +11,7 @@ provision/teardown/recreate/up and every SSH-using command dispatch on `playbook
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any
 
 
@@ -35,3 +36,22 @@ def existing_host(playbook: Any) -> HostInfo:
     return HostInfo(provider="existing", host_id=address, state="running",
                     ssh_address=playbook.ssh.host or address, ssh_port=playbook.ssh.port,
                     ssh_user=playbook.ssh_user, public_address=address)
+
+
+def provider_module(playbook: Any) -> ModuleType | None:
+    """The module that makes and finds the playbook's host; None for `existing` (dockyard makes nothing)."""
+    if playbook.provider == "aws":
+        from provision.providers import aws
+
+        return aws
+    if playbook.provider == "local":
+        from provision.providers import local
+
+        return local
+    return None
+
+
+def find_host(playbook: Any) -> HostInfo | None:
+    """The playbook's host as it is now (a read-only lookup), or None when it does not exist."""
+    module = provider_module(playbook)
+    return existing_host(playbook) if module is None else module.find_host(playbook)
