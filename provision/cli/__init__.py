@@ -27,8 +27,21 @@ class DockyardConfig(Config):
     env_prefix = "DOCKYARD"
 
 
-program = Program(namespace=namespace, version=__version__, name="dockyard", binary="dockyard",
-                  config_class=DockyardConfig)
+class DockyardProgram(Program):
+    """Keeps the words after `--` as an argv list in the config (`dockyard_command_argv`) for `exec`: invoke's
+    parser only keeps them as one joined string, and reading `sys.argv` breaks `Program.run(argv)`."""
+
+    def update_config(self, merge: bool = True) -> None:
+        super().update_config(merge=False)
+        argv = list(self.argv or [])
+        tail = argv[argv.index("--") + 1:] if "--" in argv else []
+        self.config["dockyard_command_argv"] = tail  # a runtime modification: kept through later merges
+        if merge:
+            self.config.merge()
+
+
+program = DockyardProgram(namespace=namespace, version=__version__, name="dockyard", binary="dockyard",
+                          config_class=DockyardConfig)
 
 
 def main() -> None:

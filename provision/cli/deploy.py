@@ -238,9 +238,14 @@ def logs(
             sys.stdout.write(api.logs(cid, tail=tail).decode("utf-8", "replace"))
 
 
-def _exec_argv(cmd: str) -> list[str]:
+def _exec_argv(ctx: Context, cmd: str) -> list[str]:
+    """`--cmd "a b"`, or the words after `--`: from the dockyard program's config (any argv it was run with);
+    under the `invoke` program, which keeps no such list, from this process's own command line."""
     if cmd:
         return shlex.split(cmd)
+    kept = ctx.config.get("dockyard_command_argv")
+    if kept is not None:
+        return list(kept)
     if "--" in sys.argv:
         return sys.argv[sys.argv.index("--") + 1 :]
     return []
@@ -264,7 +269,7 @@ def exec_(
 
     opts = options(ctx, env, playbook, json, verbose)
     pb = load(opts)
-    argv = _exec_argv(cmd)
+    argv = _exec_argv(ctx, cmd)
     if not app or not argv:
         raise InputError.single("usage: exec --app NAME -- CMD [ARG ...]", pb.source)
     with _remote_for(pb) as remote:
