@@ -8,7 +8,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_INVALID = 2
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import re
 import shlex
 from collections.abc import Iterable
@@ -154,12 +153,6 @@ class EngineFacts:
         if self.init_script:
             return "init"
         return None
-
-    @property
-    def daemon_json_sha(self) -> str | None:
-        if self.daemon_json is None:
-            return None
-        return hashlib.sha256(self.daemon_json.encode()).hexdigest()
 
     @property
     def tcp_listener(self) -> str | None:
