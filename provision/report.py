@@ -10,6 +10,8 @@ Contract:
   - `close()`: end what still runs (also done by `recap`).
   - `info(message)`, `warn(message)`, `log(line)` (the latter only with -v: build logs and the like).
   - `recap(recaps)`: the PLAY RECAP table per host (ok / changed / failed / skipped, elapsed).
+- `print_table(console, title, columns, rows)`: `status` and the like: a rich table on a terminal, tab-separated
+  columns when piped (never cut to the console's width).
 - `to_json(recaps, extra=None) -> dict`: the document `--json` prints (see `provision.cli.common.emit_json`).
 - With --json every human line goes to stderr so stdout holds exactly one JSON document.
 Nothing here prints Step.stdin; descriptions, before/after and messages are secret-free by contract.
@@ -20,7 +22,7 @@ from __future__ import annotations
 import difflib
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -138,6 +140,23 @@ class Reporter:
             table.add_row(escape(r.host), *cells, f"{r.elapsed:.1f}s")
         with self._lock:
             self.console.print(table)
+
+
+def print_table(console: Console, title: str, columns: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
+    """On a terminal: a rich table whose long cells fold onto a second line rather than lose their end. Piped
+    (or to a file): a header and tab-separated rows, every cell whole, for `cut -f` and `grep` (a rich table
+    is cut to the console's width, 80 columns when not a terminal: `0.0.0.0:8082-…`)."""
+    if not console.is_terminal:  # straight to the file: rich would expand the tabs
+        console.file.writelines("\t".join(cell.replace("\t", " ") for cell in cells) + "\n"
+                                for cells in (columns, *rows))
+        console.file.flush()
+        return
+    table = Table(title=title, title_justify="left", box=None, pad_edge=False)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for cells in rows:
+        table.add_row(*(escape(c) for c in cells))
+    console.print(table, highlight=False)
 
 
 def _change_json(change: Change) -> dict[str, Any]:
