@@ -38,11 +38,13 @@ TEXT_LIMIT = 200  # characters of an item's text kept (one screen line is plenty
 
 
 def human_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+    if n < 1000:
+        return f"{n:.0f} B"
+    for unit in ("KB", "MB"):
         n /= 1000
-    return f"{n:.1f} GB"  # unreachable: the loop returns at GB
+        if n < 1000:
+            return f"{n:.1f} {unit}"
+    return f"{n / 1000:.1f} GB"
 
 
 class Item:
@@ -70,8 +72,9 @@ class Item:
 
 class Board:
     def __init__(self, console: Console, *, live: bool, heartbeat: float = HEARTBEAT,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, say: Callable[[str], None] | None = None) -> None:
         self.console = console
+        self.say = say or self._say  # the reporter's, so a heartbeat never splits its multi-line output
         self.live = live
         self.heartbeat = heartbeat
         self.clock = clock
@@ -158,8 +161,11 @@ class Board:
                 item.last_beat = now
                 lines.append(f"… still running: {item.text} {item.elapsed_text(now)}")
         for line in lines:
-            self.console.print(line, markup=False, highlight=False, soft_wrap=True)
+            self.say(line)
         return lines
+
+    def _say(self, line: str) -> None:
+        self.console.print(line, markup=False, highlight=False, soft_wrap=True)
 
     # the one background thread (while items run): redraws the live region, or prints heartbeats
     def _tick_until(self, stop: threading.Event) -> None:

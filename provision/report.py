@@ -61,12 +61,15 @@ class Reporter:
         self._lock = threading.RLock()
         self.results: list[TaskResult] = []
         live = not json_mode and self.console.is_terminal and not self.console.is_dumb_terminal
-        self.board = Board(self.console, live=live, heartbeat=heartbeat, clock=clock)
+        self.board = Board(self.console, live=live, heartbeat=heartbeat, clock=clock, say=self._heartbeat)
 
     # lines
     def _print(self, text: str, style: str | None = None) -> None:
         with self._lock:
             self.console.print(text, style=style, highlight=False)
+
+    def _heartbeat(self, line: str) -> None:
+        self._print(f"[dim]{escape(line)}[/]")
 
     def info(self, message: str) -> None:
         self._print(escape(message))
