@@ -36,7 +36,6 @@ class DeployContext:
     built: list[str] = field(default_factory=list)  # tags built in this run (for reports and tests)
     _local: Any = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _spinner: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def run(self, argv: Any, *, sudo: bool = False, stdin: bytes | None = None) -> Any:
         return self.remote.run(argv, sudo=sudo, stdin=stdin)
@@ -63,16 +62,13 @@ class DeployContext:
             self.reporter.log(line)
 
     @contextlib.contextmanager
-    def progress(self, message: str) -> Iterator[Any]:
-        """A spinner; apps run in parallel but a console has one live display, so the others stay quiet."""
-        if self.reporter is None or not self._spinner.acquire(blocking=False):
+    def progress(self, message: str, *, limit: float | None = None) -> Iterator[Any]:
+        """A line of the reporter's live region (each parallel app has its own); `.update(text)` changes it."""
+        if self.reporter is None:
             yield _NoProgress()
             return
-        try:
-            with self.reporter.progress(message) as p:
-                yield p
-        finally:
-            self._spinner.release()
+        with self.reporter.progress(message, limit=limit) as p:
+            yield p
 
 
 class _NoProgress:
@@ -119,8 +115,9 @@ def build_local_and_ship(
     image_id = _build(
         ctx, ctx.local_docker().api, app=app, context=context, tag=tag, labels=labels, redact=redact, where="locally"
     )
-    with ctx.progress(f"{app}: shipping {tag} to the host"):
-        ship(ctx.local_docker(), ctx.remote, [tag], say=ctx.log)
+    what = f"{app}: shipping {tag} to the host"
+    with ctx.progress(what) as progress:
+        ship(ctx.local_docker(), ctx.remote, [tag], say=ctx.log, on_sent=_bytes_sent(progress, what))
     return image_id
 
 
@@ -128,8 +125,15 @@ def ship_images(ctx: DeployContext, *, refs: tuple[str, ...]) -> None:
     """Base images the host's engine cannot pull (a sandbox without a registry) go over SSH."""
     from provision.ship import ship
 
-    with ctx.progress(f"shipping {', '.join(refs)} to the host"):
-        ship(ctx.local_docker(), ctx.remote, list(refs), say=ctx.log)
+    what = f"shipping {', '.join(refs)} to the host"
+    with ctx.progress(what) as progress:
+        ship(ctx.local_docker(), ctx.remote, list(refs), say=ctx.log, on_sent=_bytes_sent(progress, what))
+
+
+def _bytes_sent(progress: Any, what: str) -> Callable[[int], None]:
+    from provision.progress import human_bytes
+
+    return lambda sent: progress.update(f"{what}: {human_bytes(sent)} sent")
 
 
 def _build(
@@ -170,8 +174,8 @@ def _build(
                     if line.strip():
                         tail.append(line)
                         ctx.log(f"[{app}] {redact(line)}")
-                        if line.startswith("Step "):
-                            progress.update(f"{app}: {line[:100]}")
+                        if line.startswith("Step "):  # "Step 3/9 : RUN …": redacted like the log line
+                            progress.update(f"{app}: {redact(line)[:100]}")
                 aux = chunk.get("aux") or {}
                 image_id = aux.get("ID", image_id)
         except StepFailed:
@@ -275,7 +279,8 @@ def wait_healthy(ctx: DeployContext, container_id: str, health: Health | None, l
     limit = health.wait if health is not None else NO_HEALTHCHECK_SETTLE
     started = time.monotonic()
     deadline = started + limit
-    with ctx.progress(f"{label}: waiting for the health check") as progress:
+    waiting = f"{label}: waiting for the health check" if health is not None else f"{label}: checking it keeps running"
+    with ctx.progress(waiting, limit=limit):
         while True:
             state = api.inspect_container(container_id)["State"]
             status = state.get("Status")
@@ -294,7 +299,6 @@ def wait_healthy(ctx: DeployContext, container_id: str, health: Health | None, l
                     raise StepFailed(
                         f"{label}: the new container was not healthy within {limit:g}s{_last_probe(state)}"
                     )
-                progress.update(f"{label}: waiting for the health check ({time.monotonic() - started:.0f}s)")
             time.sleep(POLL)
 
 

@@ -4,10 +4,14 @@ Contract:
 - `Reporter(*, json_mode=False, verbose=False, console=None)`:
   - `task(result, *, diff=False, check=False)`: `ok: [host] name`, coloured by status; with `diff` the unified
     diff of each Change's before/after; in check mode (or -v) the steps that would run / ran.
-  - `progress(message)`: a context manager showing a spinner while waiting or building (silent when stderr is
-    not a TTY or in --json mode); the object it yields has `.update(text)`.
+  - `progress(message, *, limit=None)`: a context manager for something running now (provision.progress): its
+    own line in one live region on a terminal, heartbeat lines past `heartbeat` seconds otherwise (and with
+    --json, on stderr); any number at once, from any thread. The object it yields has `.update(text)`.
+  - `close()`: end what still runs (also done by `recap`).
   - `info(message)`, `warn(message)`, `log(line)` (the latter only with -v: build logs and the like).
   - `recap(recaps)`: the PLAY RECAP table per host (ok / changed / failed / skipped, elapsed).
+- `print_table(console, title, columns, rows)`: `status` and the like: a rich table on a terminal, tab-separated
+  columns when piped (never cut to the console's width).
 - `to_json(recaps, extra=None) -> dict`: the document `--json` prints (see `provision.cli.common.emit_json`).
 - With --json every human line goes to stderr so stdout holds exactly one JSON document.
 Nothing here prints Step.stdin; descriptions, before/after and messages are secret-free by contract.
@@ -16,9 +20,9 @@ Nothing here prints Step.stdin; descriptions, before/after and messages are secr
 from __future__ import annotations
 
 import difflib
-import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -27,6 +31,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from provision.changes import Change, HostRecap, Status, TaskResult
+from provision.progress import HEARTBEAT, Board, Item
 
 STYLE = {Status.OK: "green", Status.CHANGED: "yellow", Status.FAILED: "bold red", Status.SKIPPED: "cyan"}
 
@@ -40,27 +45,31 @@ def unified_diff(name: str, before: str | None, after: str | None) -> str:
 
 
 class _Progress:
-    def __init__(self, status: Any) -> None:
-        self._status = status
+    def __init__(self, item: Item) -> None:
+        self._item = item
 
     def update(self, text: str) -> None:
-        if self._status is not None:
-            self._status.update(escape(text))
+        self._item.update(text)
 
 
 class Reporter:
-    def __init__(self, *, json_mode: bool = False, verbose: bool = False, console: Console | None = None
-                 ) -> None:
+    def __init__(self, *, json_mode: bool = False, verbose: bool = False, console: Console | None = None,
+                 heartbeat: float = HEARTBEAT, clock: Callable[[], float] = time.monotonic) -> None:
         self.json_mode = json_mode
         self.verbose = verbose
         self.console = console or Console(stderr=json_mode, highlight=False, soft_wrap=True)
         self._lock = threading.RLock()
         self.results: list[TaskResult] = []
+        live = not json_mode and self.console.is_terminal and not self.console.is_dumb_terminal
+        self.board = Board(self.console, live=live, heartbeat=heartbeat, clock=clock, say=self._heartbeat)
 
     # lines
     def _print(self, text: str, style: str | None = None) -> None:
         with self._lock:
             self.console.print(text, style=style, highlight=False)
+
+    def _heartbeat(self, line: str) -> None:
+        self._print(f"[dim]{escape(line)}[/]")
 
     def info(self, message: str) -> None:
         self._print(escape(message))
@@ -108,16 +117,19 @@ class Reporter:
             self._print(escape(line), style=style)
 
     @contextmanager
-    def progress(self, message: str) -> Iterator[_Progress]:
-        interactive = (not self.json_mode) and self.console.is_terminal and sys.stderr.isatty()
-        if not interactive:
-            yield _Progress(None)
-            return
-        with self.console.status(escape(message)) as status:
-            yield _Progress(status)
+    def progress(self, message: str, *, limit: float | None = None) -> Iterator[_Progress]:
+        item = self.board.start(message, limit=limit)
+        try:
+            yield _Progress(item)
+        finally:
+            item.finish()
+
+    def close(self) -> None:
+        self.board.close()
 
     # the end
     def recap(self, recaps: list[HostRecap]) -> None:
+        self.close()
         table = Table(title="RECAP", title_justify="left", box=None, pad_edge=False, show_edge=False)
         table.add_column("host")
         for status in Status:
@@ -131,6 +143,23 @@ class Reporter:
             table.add_row(escape(r.host), *cells, f"{r.elapsed:.1f}s")
         with self._lock:
             self.console.print(table)
+
+
+def print_table(console: Console, title: str, columns: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
+    """On a terminal: a rich table whose long cells fold onto a second line rather than lose their end. Piped
+    (or to a file): a header and tab-separated rows, every cell whole, for `cut -f` and `grep` (a rich table
+    is cut to the console's width, 80 columns when not a terminal: `0.0.0.0:8082-…`)."""
+    if not console.is_terminal:  # straight to the file: rich would expand the tabs
+        console.file.writelines("\t".join(cell.replace("\t", " ") for cell in cells) + "\n"
+                                for cells in (columns, *rows))
+        console.file.flush()
+        return
+    table = Table(title=title, title_justify="left", box=None, pad_edge=False)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for cells in rows:
+        table.add_row(*(escape(c) for c in cells))
+    console.print(table, highlight=False)
 
 
 def _change_json(change: Change) -> dict[str, Any]:

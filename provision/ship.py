@@ -10,7 +10,7 @@ sandbox's inner engine gets the base images the apps build FROM, and the first h
 (build on this machine, ship the result).
 
     plan_ship(refs, local_ids, remote_ids) -> list[str]          # pure: which refs to send
-    ship(client, remote, refs, *, sudo=False, say=None) -> list[Shipped]
+    ship(client, remote, refs, *, sudo=False, say=None, on_sent=None) -> list[Shipped]
 """
 
 from __future__ import annotations
@@ -124,8 +124,10 @@ def _chunks(client: Any, refs: list[str]) -> Iterator[bytes]:
     yield from api._stream_raw_result(response, CHUNK, False)
 
 
-def stream_load(remote: Any, chunks: Iterable[bytes], *, sudo: bool = False, what: str = "image") -> int:
-    """Write `chunks` into `docker load` on the host; returns the number of bytes sent."""
+def stream_load(remote: Any, chunks: Iterable[bytes], *, sudo: bool = False, what: str = "image",
+                on_sent: Callable[[int], None] | None = None) -> int:
+    """Write `chunks` into `docker load` on the host; returns the number of bytes sent (also given to
+    `on_sent` after each chunk, for progress)."""
     import paramiko
 
     transport = remote.transport
@@ -154,6 +156,8 @@ def stream_load(remote: Any, chunks: Iterable[bytes], *, sudo: bool = False, wha
                 for start in range(0, len(view), SEND):
                     chan.sendall(view[start:start + SEND])
                 sent += len(chunk)
+                if on_sent is not None:
+                    on_sent(sent)
         except (OSError, paramiko.SSHException):
             pass  # `docker load` stopped reading: its exit code and stderr say why
         with contextlib.suppress(OSError, paramiko.SSHException):
@@ -170,7 +174,7 @@ def stream_load(remote: Any, chunks: Iterable[bytes], *, sudo: bool = False, wha
 
 
 def ship(client: Any, remote: Any, refs: Iterable[str], *, sudo: bool = False,
-         say: Callable[[str], None] | None = None) -> list[Shipped]:
+         say: Callable[[str], None] | None = None, on_sent: Callable[[int], None] | None = None) -> list[Shipped]:
     """Make the host's engine hold each ref with the same image id as the local engine."""
     refs = list(dict.fromkeys(refs))
     mine = local_ids(client, refs)
@@ -180,7 +184,7 @@ def ship(client: Any, remote: Any, refs: Iterable[str], *, sudo: bool = False,
     if todo:
         if say is not None:
             say(f"shipping {', '.join(todo)} to {remote.target.label}")
-        size = stream_load(remote, _chunks(client, todo), sudo=sudo, what=", ".join(todo))
+        size = stream_load(remote, _chunks(client, todo), sudo=sudo, what=", ".join(todo), on_sent=on_sent)
     results = [Shipped(ref, mine[ref], ref in todo, size if ref in todo else 0) for ref in refs]
     after = remote_ids(remote, todo, sudo=sudo)
     wrong = [ref for ref in todo if after.get(ref) != mine[ref]]

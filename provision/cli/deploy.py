@@ -27,6 +27,7 @@ CHECK_HELP = "show what would be built, created, replaced or removed; change not
 DIFF_HELP = "show before/after of each container's settings (secret-free)"
 PRUNE_HELP = "remove apps that are on the host but no longer in the playbook (not their volumes)"
 PRUNE_VOLUMES_HELP = "with --prune: also remove the removed apps' named volumes (their data!)"
+STATUS_COLUMNS = ("app", "version", "state", "health", "ports", "started", "image")
 
 
 def _remote_for(pb: Any, host: Any = None) -> Any:
@@ -180,9 +181,9 @@ def status(
     from dataclasses import asdict
 
     from rich.console import Console
-    from rich.table import Table
 
     from provision.deploy import status as app_status
+    from provision.report import print_table
 
     opts = options(ctx, env, playbook, json, verbose)
     pb = load(opts)
@@ -191,12 +192,8 @@ def status(
     if opts.json:
         emit_json({"command": "status", "environment": pb.environment, "apps": [asdict(r) for r in rows]})
         return
-    table = Table(title=f"{pb.project}/{pb.environment}", title_justify="left", box=None, pad_edge=False)
-    for column in ("app", "version", "state", "health", "ports", "started", "image"):
-        table.add_column(column)
-    for r in rows:
-        table.add_row(r.app, r.version, r.state, r.health, r.ports, r.started, _size(r.image_size))
-    Console(highlight=False).print(table)
+    print_table(Console(highlight=False), f"{pb.project}/{pb.environment}", STATUS_COLUMNS,
+                [[r.app, r.version, r.state, r.health, r.ports, r.started, _size(r.image_size)] for r in rows])
 
 
 @dockyard_task(

@@ -356,6 +356,10 @@ def test_cli_status_logs_exec_and_check(env: Env, first) -> None:
     assert sorted(rows) == ["site", "web", "worker"]
     assert all(row["state"] == "running" and row["health"] == "healthy" for row in rows.values())
     assert rows["web"]["ports"] == f"127.0.0.1:{env.web_port}->8000" and rows["web"]["image_size"] > 0
+    r = cli(env, "status", "-p", "test.yml")  # piped: tab-separated, no cell cut to 80 columns
+    assert r.returncode == 0, r.stderr
+    table = {line.split("\t")[0]: line.split("\t") for line in r.stdout.splitlines()}
+    assert table["app"][4] == "ports" and table["web"][4] == f"127.0.0.1:{env.web_port}->8000"
 
     r = cli(env, "logs", "-p", "test.yml", "--app", "worker", "-n", "3")
     assert r.returncode == 0 and "worker: heartbeat" in r.stdout and len(r.stdout.splitlines()) == 3
