@@ -89,7 +89,8 @@ class Runner:
         try:
             for change in changes:
                 for step in change.steps:
-                    apply_step(step, self.ctx)
+                    with self._showing(name, step):
+                        apply_step(step, self.ctx)
                 self._notify([change])
         except Exception as exc:  # any failure stops this host; the message names the step
             with self._lock:
@@ -98,6 +99,17 @@ class Runner:
                                            time.monotonic() - started, merged))
         return self._record(TaskResult(self.host, name, Status.CHANGED, changes, "",
                                        time.monotonic() - started, merged))
+
+    @contextmanager
+    def _showing(self, task: str, step: Step) -> Iterator[None]:
+        """A live line (heartbeats when piped) for a remote command step, e.g. the engine install's apt run.
+        Effect steps (builds, health waits, shipping) show their own, finer progress."""
+        progress = getattr(self.reporter, "progress", None)
+        if step.argv is None or progress is None:
+            yield
+            return
+        with progress(f"[{self.host}] {task}: {step.description}"):
+            yield
 
     def fail(self, name: str, error: BaseException | str) -> TaskResult:
         with self._lock:

@@ -194,3 +194,21 @@ def test_a_handler_that_cannot_plan_fails_the_host():
     r.run_task("a", [change("a", ("a",), notify=("restart docker",))])
     [h] = r.flush_handlers()
     assert h.status is Status.FAILED and "connection lost" in h.message and r.failed
+
+
+def test_a_remote_command_step_is_shown_while_it_runs_and_gone_after():
+    """The engine install (an apt argv step) gets a live line / heartbeat of its own while it runs."""
+    rep = Reporter(console=Console(file=io.StringIO(), width=200, force_terminal=False))
+    seen: list[list[str]] = []
+
+    class Ctx(FakeCtx):
+        def run(self, argv, *, sudo=False, stdin=None):
+            seen.append([i.text for i in rep.board.running()])
+            super().run(argv, sudo=sudo, stdin=stdin)
+
+    r = Runner("web1", Ctx(), reporter=rep)
+    r.run_task("install docker engine", [change("engine", ("apt-get", "install", "docker.io"))])
+    r.run_task("effect only", [Change("x", "create", "absent", (Step("call", effect=lambda ctx: seen.append(
+        [i.text for i in rep.board.running()])),))])
+    assert seen == [["[web1] install docker engine: run apt-get install docker.io"], []]
+    assert rep.board.running() == []
