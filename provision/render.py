@@ -217,52 +217,31 @@ def builtin_vars(playbook: Playbook, app_name: str) -> dict[str, Any]:
 
 
 def render_dockerfile(playbook: Playbook, app_name: str) -> RenderedDockerfile:
+    from provision.render_guard import build_arg_problems, value_origins
+
     if app_name not in playbook.apps:
         raise InputError.single(f"no app {app_name!r} (apps: {', '.join(playbook.apps) or 'none'})",
                                 _source(playbook), "apps")
     app = playbook.apps[app_name]
     if app.dockerfile is not None:
-        if problems := _build_arg_problems(playbook, app_name):
+        if problems := build_arg_problems(playbook, app_name):
             raise InputError(problems)
         return _read_dockerfile(playbook, app_name)
     assert app.template is not None  # the spec guarantees exactly one of the two
     info = template_info(app.template, playbook, f"apps.{app_name}.template")
     variables = {**info.defaults, **builtin_vars(playbook, app_name), **playbook.vars, **app.vars}
     rel = f"dockerfiles/{app.template}{DOCKERFILE_SUFFIX}"
-    problems = _build_arg_problems(playbook, app_name)
+    problems = build_arg_problems(playbook, app_name)
     try:
         text = _render(playbook, rel, variables, what=f"template {app.template!r}", app_name=app_name,
                        var_hint=f"apps.{app_name}.vars", syntax_key=f"apps.{app_name}.template",
-                       origins=_value_origins(playbook, app_name))
+                       origins=value_origins(playbook, app_name))
     except InputError as exc:
         raise InputError([*problems, *exc.problems]) from None
     if problems:
         raise InputError(problems)
     return RenderedDockerfile(app=app_name, text=text, template=app.template, source=info.path,
                               variables=variables, read_only=info.read_only, writable=info.writable)
-
-
-def _value_origins(playbook: Playbook, app_name: str) -> dict[str, tuple[str, Any]]:
-    """Variable name → (key path in the playbook, value) for every value of the playbook a template of
-    `app_name` receives (the template's own defaults are the template author's, not checked)."""
-    app = playbook.apps[app_name]
-    prefix = f"apps.{app_name}"
-    out: dict[str, tuple[str, Any]] = {"volumes": (f"{prefix}.volumes", dict(app.volumes))}
-    if app.command is not None:
-        out["command"] = (f"{prefix}.command", list(app.command))
-    out |= {name: (f"vars.{name}", value) for name, value in playbook.vars.items()}
-    out |= {name: (f"{prefix}.vars.{name}", value) for name, value in app.vars.items()}
-    return out
-
-
-def _build_arg_problems(playbook: Playbook, app_name: str) -> list[Problem]:
-    """Build args reach the Dockerfile's ARG instructions (and the RUN lines using them): one line each."""
-    from provision.render_guard import bad_values
-
-    args = playbook.apps[app_name].build_args
-    bad = bad_values({name: (f"apps.{app_name}.build_args.{name}", value) for name, value in args.items()})
-    return [Problem(f"build argument contains control characters ({chars}); a build argument is one line "
-                    "without control characters", _source(playbook), key) for key, chars in bad]
 
 
 def _read_dockerfile(playbook: Playbook, app_name: str) -> RenderedDockerfile:

@@ -21,6 +21,9 @@ from typing import Any
 from jinja2 import meta, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
+from provision.errors import Problem
+from provision.spec import Playbook
+
 # C0 controls except TAB, DEL, C1 controls, and the separators Python's str.splitlines() also breaks on.
 CONTROL_RE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
 MAX_PRODUCT = 1 << 20  # `*` on a string/list: at most this many items (1 MiB of text)
@@ -95,3 +98,24 @@ def referenced_names(env: Any, name: str, limit: int = 64) -> set[str] | None:
                 return None
             todo.append(ref)
     return names
+
+
+def value_origins(playbook: Playbook, app_name: str) -> dict[str, tuple[str, Any]]:
+    """Variable name → (key path in the playbook, value) for every value of the playbook a template of
+    `app_name` receives (the template's own defaults are the template author's, not checked)."""
+    app = playbook.apps[app_name]
+    prefix = f"apps.{app_name}"
+    out: dict[str, tuple[str, Any]] = {"volumes": (f"{prefix}.volumes", dict(app.volumes))}
+    if app.command is not None:
+        out["command"] = (f"{prefix}.command", list(app.command))
+    out |= {name: (f"vars.{name}", value) for name, value in playbook.vars.items()}
+    out |= {name: (f"{prefix}.vars.{name}", value) for name, value in app.vars.items()}
+    return out
+
+
+def build_arg_problems(playbook: Playbook, app_name: str) -> list[Problem]:
+    """Build args reach the Dockerfile's ARG instructions (and the RUN lines using them): one line each."""
+    args = playbook.apps[app_name].build_args
+    bad = bad_values({name: (f"apps.{app_name}.build_args.{name}", value) for name, value in args.items()})
+    return [Problem(f"build argument contains control characters ({chars}); a build argument is one line "
+                    "without control characters", playbook.source, key) for key, chars in bad]
