@@ -13,6 +13,13 @@ build only when no image carries it (`dockyard.build-hash` label, tag `<project>
 - a pattern that matches a directory excludes everything beneath it;
 - `!pattern` re-includes; the last matching line wins;
 - the Dockerfile and `.dockerignore` are always sent, even when a pattern excludes them (as the CLI does).
+
+On top of `.dockerignore`, and whatever it says (a `!` line cannot bring them back), a few names are never
+sent to an engine nor counted in the hash, at any depth: `.env` and `.env.*` (the secrets beside the
+playbook), `.dockyard/` (per-environment SSH keys and known_hosts), `.git/` (history, remotes with tokens)
+and private-key files: `*.pem`, `*.key` and ssh-keygen's `id_<type>` names (`id_rsa`, `id_ed25519`, …: an
+`id_` name without a dot, so `id_utils.py` stays and `id_ed25519.pub` too). An image is readable by anyone
+who can pull it or run it: a template's `COPY . /app` of the playbook's own directory must not ship them.
 """
 
 from __future__ import annotations
@@ -206,6 +213,15 @@ class BuildContext:
         return buf
 
 
+NEVER_SENT = (".env", ".env.*", ".dockyard/", ".git/", "*.pem", "*.key", "id_* (private keys; not *.pub)")
+_NEVER_SENT_RE = re.compile(r"\.env|\.env\..*|\.dockyard|\.git|.*\.pem|.*\.key|id_[^.]+", re.DOTALL)
+
+
+def never_sent(path: str) -> bool:
+    """Whether a context path is (or lies below) one of the NEVER_SENT names."""
+    return any(_NEVER_SENT_RE.fullmatch(part) for part in path.split("/"))
+
+
 def _file_digest(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -226,6 +242,8 @@ def walk_context(root: Path, matcher: Matcher, always: Iterable[str] = ()) -> It
         for name in names:
             rel = f"{rel_dir}/{name}" if rel_dir else name
             full = abs_dir / name
+            if never_sent(rel):
+                continue  # secrets and keys: not sent, not hashed, whatever .dockerignore says
             st = os.lstat(full)
             excluded = matcher.excluded(rel) and rel not in always_set
             if stat.S_ISDIR(st.st_mode):

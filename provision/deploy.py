@@ -216,6 +216,10 @@ def deploy(
     orphans: list[str] = []
     if not only:
         orphans = plan.orphans(playbook.apps, facts)
+        for label in plan.unsafe_app_labels(facts):
+            if reporter is not None:
+                reporter.warn(f"skipping objects whose dockyard.app label {label!r} is not an app name "
+                              "(never pruned, no path is built from it); inspect them on the host")
         for name in orphans:
             if prune:
                 runner.run_task(

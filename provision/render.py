@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 import provision
-from provision.errors import InputError
+from provision.errors import InputError, Problem
 from provision.spec import EngineSpec, Playbook
 
 if TYPE_CHECKING:
@@ -131,9 +131,12 @@ def _environment(playbook: Playbook | None) -> jinja2.Environment:
 def _cached_environment(dirs: tuple[str, ...]) -> jinja2.Environment:
     import jinja2
 
+    from provision.render_guard import SandboxedTemplates
+
     loaders: list[jinja2.BaseLoader] = [jinja2.FileSystemLoader(d) for d in dirs]
     loaders.append(jinja2.PrefixLoader({"builtin": jinja2.FileSystemLoader(str(BUILTIN_DIR))}))
-    env = jinja2.Environment(loader=jinja2.ChoiceLoader(loaders), undefined=jinja2.StrictUndefined,
+    # sandboxed: a template (a project's own included) renders text and nothing else (see render_guard)
+    env = SandboxedTemplates(loader=jinja2.ChoiceLoader(loaders), undefined=jinja2.StrictUndefined,
                              keep_trailing_newline=True, autoescape=False, trim_blocks=False)
     env.filters["json"] = lambda v: json.dumps(v, ensure_ascii=False)
     env.filters["shquote"] = lambda v: shlex.quote(str(v))
@@ -214,18 +217,29 @@ def builtin_vars(playbook: Playbook, app_name: str) -> dict[str, Any]:
 
 
 def render_dockerfile(playbook: Playbook, app_name: str) -> RenderedDockerfile:
+    from provision.render_guard import build_arg_problems, value_origins
+
     if app_name not in playbook.apps:
         raise InputError.single(f"no app {app_name!r} (apps: {', '.join(playbook.apps) or 'none'})",
                                 _source(playbook), "apps")
     app = playbook.apps[app_name]
     if app.dockerfile is not None:
+        if problems := build_arg_problems(playbook, app_name):
+            raise InputError(problems)
         return _read_dockerfile(playbook, app_name)
     assert app.template is not None  # the spec guarantees exactly one of the two
     info = template_info(app.template, playbook, f"apps.{app_name}.template")
     variables = {**info.defaults, **builtin_vars(playbook, app_name), **playbook.vars, **app.vars}
     rel = f"dockerfiles/{app.template}{DOCKERFILE_SUFFIX}"
-    text = _render(playbook, rel, variables, what=f"template {app.template!r}", app_name=app_name,
-                   var_hint=f"apps.{app_name}.vars", syntax_key=f"apps.{app_name}.template")
+    problems = build_arg_problems(playbook, app_name)
+    try:
+        text = _render(playbook, rel, variables, what=f"template {app.template!r}", app_name=app_name,
+                       var_hint=f"apps.{app_name}.vars", syntax_key=f"apps.{app_name}.template",
+                       origins=value_origins(playbook, app_name))
+    except InputError as exc:
+        raise InputError([*problems, *exc.problems]) from None
+    if problems:
+        raise InputError(problems)
     return RenderedDockerfile(app=app_name, text=text, template=app.template, source=info.path,
                               variables=variables, read_only=info.read_only, writable=info.writable)
 
@@ -250,15 +264,34 @@ def _read_dockerfile(playbook: Playbook, app_name: str) -> RenderedDockerfile:
 
 
 def _render(playbook: Playbook | None, rel: str, variables: Mapping[str, Any], *, what: str,
-            app_name: str | None, var_hint: str, syntax_key: str) -> str:
+            app_name: str | None, var_hint: str, syntax_key: str,
+            origins: Mapping[str, tuple[str, Any]] | None = None) -> str:
+    """Render `rel`; `origins` (variable → (key path, value)) are checked for control characters first,
+    those the template (or a template it pulls in) can read."""
     import jinja2
+    from jinja2.sandbox import SecurityError
+
+    from provision.render_guard import bad_values, referenced_names
 
     env = _environment(playbook)
     file = _source(playbook)
     for_app = f" for app {app_name!r}" if app_name else ""
     try:
         template = env.get_template(rel)
+        if origins:
+            used = referenced_names(env, rel)
+            bad = bad_values({k: v for k, v in origins.items() if used is None or k in used})
+            if bad:
+                raise InputError([Problem(f"{what}{for_app}: the value contains control characters ({chars}); "
+                                          "a value placed into a Dockerfile must be one line without control "
+                                          "characters", file, key) for key, chars in bad])
         return template.render(**variables)
+    except SecurityError as exc:
+        line = _template_line(exc.__traceback__)
+        at = f" (at {line})" if line else ""
+        raise InputError.single(f"{what}{for_app} tried something templates may not do ({exc}){at}; "
+                                "templates render in a sandbox: no underscore attributes, no Python internals",
+                                file, syntax_key) from None
     except jinja2.TemplateSyntaxError as exc:
         where = f"{exc.filename or rel}:{exc.lineno}"
         raise InputError.single(f"{what}: syntax error at {where}: {exc.message}", file, syntax_key) from None
@@ -283,6 +316,8 @@ def _render(playbook: Playbook | None, rel: str, variables: Mapping[str, Any], *
                                 syntax_key) from None
     except jinja2.TemplateError as exc:
         raise InputError.single(f"{what}{for_app}: {exc}", file, syntax_key) from None
+    except (OverflowError, RecursionError) as exc:  # a sandbox limit (range() too long), a macro calling itself
+        raise InputError.single(f"{what}{for_app}: {type(exc).__name__}: {exc}", file, syntax_key) from None
     except (TypeError, ValueError) as exc:  # a filter fed a value of the wrong kind
         line = _template_line(exc.__traceback__)
         at = f" (at {line})" if line else ""

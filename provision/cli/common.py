@@ -87,17 +87,25 @@ def emit_json(document: Any) -> None:
 
 
 def _report_error(exc: DockyardError, as_json: bool) -> None:
+    kind = "invalid input" if isinstance(exc, InputError) else "failed"
     if as_json:
         if isinstance(exc, InputError):
             errors = [{"message": p.message, "file": str(p.file) if p.file else None,
                        "key_path": p.key_path, "line": p.line} for p in exc.problems]
         else:
             errors = [{"message": str(exc)}]
-        emit_json({"ok": False, "exit_code": exc.exit_code, "errors": errors})
-    kind = "invalid input" if isinstance(exc, InputError) else "failed"
+        emit_json({"ok": False, "exit_code": exc.exit_code, "error": {"kind": kind, "message": str(exc)},
+                   "errors": errors})
     lines = str(exc).splitlines() or [exc.__class__.__name__]
     for line in lines:
         print(f"dockyard: {kind}: {line}", file=sys.stderr)
+
+
+def _json_wanted(ctx: Context, flag: Any) -> bool:
+    try:
+        return bool(_layer(ctx, "json", flag))
+    except Exception:  # a broken config must not hide the error being reported
+        return bool(flag)
 
 
 def handles_errors(func: F) -> F:
@@ -108,7 +116,8 @@ def handles_errors(func: F) -> F:
         try:
             return func(ctx, *args, **kwargs)
         except DockyardError as exc:
-            _report_error(exc, bool(kwargs.get("json")))
+            # the same layering as options(): --json, DOCKYARD_JSON or a config file's `dockyard.json`
+            _report_error(exc, _json_wanted(ctx, kwargs.get("json")))
             raise Exit(code=exc.exit_code) from None
         except KeyboardInterrupt:
             print("dockyard: interrupted", file=sys.stderr)

@@ -81,6 +81,23 @@ def _missing_secrets(pb: Any) -> dict[str, list[str]]:
     return {name: missing for name, app in pb.apps.items() if (missing := list(source.missing(app.secrets)))}
 
 
+def context_warnings(pb: Any) -> list[str]:
+    """Apps whose build context holds the playbook's own directory (`context: .`, the default): its .env and
+    .dockyard/ keys sit there. dockyard never sends those, but everything else there lands in the image."""
+    from provision.build import NEVER_SENT
+
+    here = pb.base_dir.resolve()
+    out = []
+    for name in pb.apps:
+        context = pb.app_context(name)
+        if here == context or here.is_relative_to(context):
+            what = "is the playbook's own directory" if here == context else "contains the playbook's directory"
+            out.append(f"app {name}: the build context {context} {what}; dockyard never sends "
+                       f"{', '.join(NEVER_SENT)}, but every other file there goes into the image: put the "
+                       f"app's sources in a subdirectory and set `context:` to it (e.g. context: ./{name})")
+    return out
+
+
 def _print_plan(doc: dict[str, Any], warnings: dict[str, list[str]]) -> None:
     host = doc["host"]
     print(f"{doc['file']}: {doc['project']}/{doc['environment']}  provider {host['provider']}")
@@ -105,6 +122,8 @@ def _print_plan(doc: dict[str, Any], warnings: dict[str, list[str]]) -> None:
         if app["secrets"]:
             bits.append("secrets " + ", ".join(app["secrets"]))
         print(f"  app     {name:<12} " + "; ".join(bits))
+    for text in doc.get("warnings", ()):
+        print(f"  warning: {text}", file=sys.stderr)
     for app_name, names in warnings.items():
         print(f"  warning: app {app_name}: secret {', '.join(names)} not set in the environment or .env "
               "(deploy will refuse)", file=sys.stderr)
@@ -131,6 +150,7 @@ def validate(c: Context, env: str | None = None, playbook: str | None = None, js
             continue
         doc = describe(pb)
         doc["missing_secrets"] = _missing_secrets(pb)
+        doc["warnings"] = context_warnings(pb)
         docs.append(doc)
     if problems:
         raise InputError(problems)

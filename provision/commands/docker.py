@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shlex
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -81,6 +82,16 @@ def env_file_content(values: Mapping[str, str]) -> bytes:
             raise ValueError(f"secret {name} contains a newline, which an env file cannot carry")
         lines.append(f"{name}={value}\n")
     return "".join(lines).encode()
+
+
+# Characters str.splitlines() (and so the --diff) breaks a line on, plus the other controls.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def one_line(value: str) -> str:
+    """`value` unchanged, or as a JSON string ("a\\nb") when it holds a newline or another control
+    character."""
+    return json.dumps(value) if _CONTROL.search(value) else value
 
 
 # --- health ------------------------------------------------------------------------------------------------
@@ -261,16 +272,17 @@ class ContainerConfig:
         return tuple(a)
 
     def describe(self) -> str:
-        """A secret-free text form for --diff (one setting per line)."""
-        lines = [f"image: {self.image}"]
+        """A secret-free text form for --diff (one setting per line: a value with a newline is shown
+        escaped, so it cannot fake settings of its own in the line-based diff)."""
+        lines = [f"image: {one_line(self.image)}"]
         if self.command:
-            lines.append(f"command: {shlex.join(self.command)}")
-        lines += [f"env {k}={v}" for k, v in self.env]
+            lines.append(f"command: {one_line(shlex.join(self.command))}")
+        lines += [f"env {k}={one_line(v)}" for k, v in self.env]
         lines += [f"secret {name} (from env file)" for name in self.secrets]
         if self.publish is not None:
             host_ip, host_port = self.publish
             lines.append(f"publish: {host_ip or '0.0.0.0'}:{host_port} -> {self.port}")
-        lines += [f"volume {v} -> {t}" for v, t in self.volumes]
+        lines += [f"volume {v} -> {one_line(t)}" for v, t in self.volumes]
         if self.memory is not None:
             lines.append(f"memory: {self.memory}")
         if self.cpus is not None:

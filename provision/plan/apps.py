@@ -15,6 +15,7 @@ building a Step does nothing.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -25,8 +26,10 @@ from provision.build import BuildContext
 from provision.changes import Change, Step
 from provision.commands.docker import ContainerConfig, network_name, owner_labels
 from provision.facts.apps import AppFacts, ContainerFact, ImageFact
+from provision.spec import NAME_RE
 
 KEEP_IMAGES = 3
+_APP_NAME = re.compile(NAME_RE)
 
 
 @dataclass(frozen=True)
@@ -271,9 +274,17 @@ def plan_image_prune(desired: DesiredApp, facts: AppFacts, keep: int = KEEP_IMAG
 
 
 def orphans(app_names: Iterable[str], facts: AppFacts) -> list[str]:
-    """Apps dockyard runs on the host (this project and environment) that the playbook no longer has."""
+    """Apps dockyard runs on the host (this project and environment) that the playbook no longer has.
+
+    Only names a playbook could have given (spec.NAME_RE): `dockyard.app` is a label read from the host,
+    and --prune builds paths (the env file) and names from it; see `unsafe_app_labels`."""
     wanted = set(app_names)
-    return sorted(a for a in facts.apps_seen if a not in wanted)
+    return sorted(a for a in facts.apps_seen if a not in wanted and _APP_NAME.fullmatch(a))
+
+
+def unsafe_app_labels(facts: AppFacts) -> list[str]:
+    """`dockyard.app` labels on the host that are not app names (e.g. `../../etc`): skipped, never used."""
+    return sorted(a for a in facts.apps_seen if not _APP_NAME.fullmatch(a))
 
 
 def plan_prune(app: str, facts: AppFacts, *, prune_volumes: bool, env_file: str | None = None) -> list[Change]:

@@ -131,3 +131,23 @@ def test_environment_variable_and_config_file_layers(project: Path) -> None:
     # ... and the flag beats both.
     flag = run(project, "validate", "-e", "staging", entry="invoke", env={"DOCKYARD_ENV": "nosuch"})
     assert flag.returncode == 0, flag.stderr
+
+
+@pytest.mark.parametrize("how", ["flag", "env", "config"])
+def test_an_error_is_one_json_document_whichever_layer_asks_for_json(project: Path, how: str) -> None:
+    (project / "playbooks" / "staging.yml").write_text(GOOD.replace("port: 8000", "port: 99999"))
+    if how == "flag":
+        done = run(project, "validate", "-e", "staging", "--json")
+    elif how == "env":
+        done = run(project, "validate", "-e", "staging", env={"DOCKYARD_JSON": "1"})
+    else:
+        (project / "invoke.yaml").write_text("dockyard:\n  json: true\n")
+        done = run(project, "validate", "-e", "staging", entry="invoke",
+                   core=("-f", str(project / "invoke.yaml")))
+    assert done.returncode == 2, done.stderr
+    doc = json.loads(done.stdout)  # exactly one document (json.loads refuses trailing text)
+    assert doc["ok"] is False and doc["exit_code"] == 2
+    assert doc["error"]["kind"] == "invalid input" and "apps.web.port" in doc["error"]["message"]
+    assert "apps.web.port" in done.stderr  # the human message still goes to stderr
+    plain = run(project, "validate", "-e", "staging")
+    assert plain.returncode == 2 and plain.stdout == ""

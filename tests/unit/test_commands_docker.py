@@ -99,11 +99,42 @@ def test_command_and_no_read_only() -> None:
     assert "--read-only" not in argv and "--tmpfs" not in argv
 
 
-def test_secret_value_never_in_argv_labels_or_describe() -> None:
-    cfg = config(digest="sha256-of-secret")
-    text = " ".join(cfg.create_argv()) + " ".join(cfg.labels.values()) + cfg.describe()
-    assert SECRET not in text and "sha256-of-secret" not in text
+def test_secret_value_never_in_argv_labels_or_describe(tmp_path) -> None:
+    from provision.playbook import load_playbook
+    from provision.report import unified_diff
+    from provision.secrets import SecretSource
+
+    # the secret goes in the way deploy feeds it: read from the playbook's .env, digested for the config
+    (tmp_path / ".env").write_text(f"DB_PASSWORD={SECRET}\n")
+    (tmp_path / "prod.yml").write_text("project: shop\nprovider: existing\nhost: {address: 192.0.2.1}\n")
+    source = SecretSource(load_playbook(tmp_path / "prod.yml"), environ={})
+    assert source.value("DB_PASSWORD") == SECRET
+    digest = source.digest("DB_PASSWORD")
+    cfg = config(digest=digest)
+    env_file = env_file_content({"DB_PASSWORD": source.value("DB_PASSWORD")}).decode()
+    assert env_file == f"DB_PASSWORD={SECRET}\n"  # where the value must be: the 0600 env file
+    assert dict(cfg.secret_digests) == {"DB_PASSWORD": digest}  # ... and its digest in the config hash input
+    before = config(digest="d0").describe()
+    text = "\n".join([*cfg.create_argv(), *cfg.labels.values(), cfg.describe(), repr(cfg), cfg.name,
+                      unified_diff("app:web:container", before, cfg.describe())])
+    assert SECRET not in text and digest not in text
     assert "secret DB_PASSWORD" in cfg.describe()
+    assert config(digest="d0").config_hash != cfg.config_hash  # the value counts, through its digest
+
+
+def test_env_values_with_newlines_cannot_fake_diff_lines() -> None:
+    from provision.report import unified_diff
+
+    cfg = config(web(env={"MODE": "prod\nsecret DB_PASSWORD (from env file)\nrestart: no", "N": "3"}))
+    text = cfg.describe()
+    assert 'env MODE="prod\\nsecret DB_PASSWORD (from env file)\\nrestart: no"' in text
+    assert len([line for line in text.splitlines() if line.startswith("restart:")]) == 1
+    assert "env N=3" in text  # an ordinary value is shown as it is
+    diff = unified_diff("app:web:container", config().describe(), text)
+    added = [line for line in diff.splitlines() if line.startswith("+") and not line.startswith("+++")]
+    assert len(added) == 2 and added[0].startswith("+env MODE=") and added[1].startswith("+config hash:")
+    assert "create" in " ".join(cfg.create_argv())  # the argv keeps the real value (one element, no shell)
+    assert "MODE=prod\nsecret DB_PASSWORD (from env file)\nrestart: no" in cfg.create_argv()
 
 
 @pytest.mark.parametrize(

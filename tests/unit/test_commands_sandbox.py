@@ -106,10 +106,23 @@ def test_labels_record_ownership_and_ports_and_round_trip() -> None:
                                                   "dockyard.role=sandbox-host"]
 
 
-def test_env_carries_the_user_and_public_key_only() -> None:
-    env = params().create_body()["Env"]
-    assert env == [f"{sb.ENV_USER}=dockyard", f"{sb.ENV_AUTHORIZED_KEY}={KEY}"]
-    assert "PRIVATE" not in " ".join(env)
+def test_env_carries_the_user_and_public_key_only(tmp_path: Path) -> None:
+    import json
+
+    from provision.sandbox.keys import ensure_key
+
+    # a real key pair, generated the way `local` generates the environment's key
+    key_file = tmp_path / ".dockyard" / "local" / "id_ed25519"
+    public = ensure_key(key_file, generate=True)
+    private = key_file.read_text()
+    assert "PRIVATE KEY" in private
+    body = [ln for ln in private.splitlines() if ln and not ln.startswith("-----")]
+    p = params(authorized_key=public)
+    env = p.create_body()["Env"]
+    assert env == [f"{sb.ENV_USER}=dockyard", f"{sb.ENV_AUTHORIZED_KEY}={public}"]  # the public half IS there
+    shown = json.dumps([p.create_body(), p.volume_body(), p.labels()]) + " ".join(p.run_argv())
+    assert public.split()[1] in shown
+    assert "PRIVATE" not in shown and not any(line in shown for line in body)
 
 
 def test_damaged_port_labels_give_what_can_be_read() -> None:

@@ -259,12 +259,27 @@ def test_unlabelled_objects_are_ignored(tmp_path: Path) -> None:
 
 
 def test_step_descriptions_carry_no_secret(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from provision.commands.docker import env_file_content
+    from provision.report import unified_diff
+
+    secret = "pl4n-s3cret-7f2c"
     d = desired(tmp_path, secrets=["DB_PASSWORD"])
-    changes = plan_container(d, facts()) + plan_image(d, facts(), project=P, environment=E)
-    text = " ".join(s.description for c in changes for s in c.steps) + " ".join(
-        (c.after or "") + (c.before or "") + str(c.data) for c in changes
+    # the value goes in the way deploy passes it: a thunk producing the env file (read at upload time)
+    d = replace(d, env_file=lambda: env_file_content({"DB_PASSWORD": secret}))
+    old = container_doc(desired(tmp_path, source="v0", secrets=["DB_PASSWORD"]))
+    changes = plan_container(d, facts([old])) + plan_image(d, facts(), project=P, environment=E)
+    upload = next(s for c in changes for s in c.steps if s.effect and s.effect.func is appops.upload_env_file)
+    assert secret.encode() in upload.effect.keywords["content"]()  # it IS where it must be
+    text = "\n".join(
+        [s.description for c in changes for s in c.steps]
+        + [repr(s.argv) + repr(s.stdin) for c in changes for s in c.steps]
+        + [(c.after or "") + (c.before or "") + repr(c.data) + c.reason for c in changes]
+        + [unified_diff(c.target, c.before, c.after) for c in changes]
     )
-    assert "X=1" not in text
+    assert "upload env file" in text and "DB_PASSWORD" in text
+    assert secret not in text
 
 
 def test_ship_bases_only_what_the_host_lacks() -> None:
@@ -294,3 +309,42 @@ def test_diff_before_is_the_old_containers_recorded_settings(tmp_path: Path) -> 
     (ctr,) = plan_container(new, facts([doc]))
     assert ctr.before == old.container.describe() and ctr.after == new.container.describe()
     assert f"image: {old.image}" in ctr.before and f"image: {new.image}" in ctr.after
+
+
+def test_a_hostile_app_label_is_never_pruned_nor_made_a_path(tmp_path: Path) -> None:
+    from provision.plan.apps import unsafe_app_labels
+
+    d = desired(tmp_path, "old")
+    hostile = container_doc(d, cid="c9")
+    hostile["Labels"]["dockyard.app"] = "../../etc"
+    f = facts([container_doc(d), hostile])
+    assert "../../etc" in f.apps_seen  # the fact carries it: the filter below is what keeps it out
+    assert orphans(["web"], f) == ["old"]
+    assert unsafe_app_labels(f) == ["../../etc"]
+
+
+def test_deploy_prune_warns_about_a_hostile_label_and_prunes_only_real_apps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from types import SimpleNamespace
+
+    import yaml
+
+    from provision import deploy as deploy_mod
+    from provision.playbook import load_playbook
+    from provision.report import Reporter
+
+    d = desired(tmp_path, "old")
+    hostile = container_doc(d, cid="c9")
+    hostile["Labels"]["dockyard.app"] = "../../etc"
+    monkeypatch.setattr(deploy_mod, "gather_remote", lambda *_: facts([container_doc(d), hostile]))
+    path = tmp_path / "prod.yml"
+    path.write_text(yaml.safe_dump({"project": P, "environment": E, "provider": "existing",
+                                    "host": {"address": "192.0.2.1"}, "apps": {}}))
+    result = deploy_mod.deploy(load_playbook(path), SimpleNamespace(user="root"), reporter=Reporter(),
+                               host="shop-prod", check=True, prune=True, desired=[])
+    shown = "".join(capsys.readouterr())
+    assert result.orphans == ["old"]
+    names = [r.task for r in result.recap.results]
+    assert "prune app old" in names and not any("etc" in n for n in names)
+    assert "../../etc" in shown and "not an app name" in shown
