@@ -214,7 +214,10 @@ class BuildContext:
 
 
 NEVER_SENT = (".env", ".env.*", ".dockyard/", ".git/", "*.pem", "*.key", "id_* (private keys; not *.pub)")
-_NEVER_SENT_RE = re.compile(r"\.env|\.env\..*|\.dockyard|\.git|.*\.pem|.*\.key|id_[^.]+", re.DOTALL)
+# `id_<name>` with no dot is a private key by OpenSSH's naming (`id_utils.py` is not); a copy of a standard key
+# under another suffix (`id_ed25519.old`, `id_rsa.bak`) is one too, but never its `.pub` half.
+_NEVER_SENT_RE = re.compile(r"\.env|\.env\..*|\.dockyard|\.git|.*\.pem|.*\.key|id_[^.]+"
+                            r"|id_(?:rsa|dsa|ecdsa|ed25519)(?:_sk)?\.(?!pub$).*", re.DOTALL)
 
 
 def never_sent(path: str) -> bool:

@@ -23,6 +23,7 @@ SECRET_FILES = {
     "server.pem": "-----BEGIN PRIVATE KEY-----\n",
     "certs/tls.key": "-----BEGIN PRIVATE KEY-----\n",
     "deploy/id_rsa": "-----BEGIN RSA PRIVATE KEY-----\n",
+    "backup/id_ed25519.old": "-----BEGIN OPENSSH PRIVATE KEY-----\n",  # a key copy under another suffix
     "web/.env": "NESTED=1\n",
 }
 ORDINARY_FILES = {
