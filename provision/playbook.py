@@ -128,6 +128,34 @@ def load_playbook(path: Path | str) -> Playbook:
     return playbook
 
 
+def check_contexts(playbook: Playbook) -> list[Problem]:
+    """Each app's build context as deploy will read it: the directory exists, its `.dockerignore` parses,
+    every file it would send is readable (named relative to the context) and a `dockerfile:` is there.
+
+    Separate from load_playbook: commands that build nothing (teardown, status) must not need the sources."""
+    from provision.build import check_context
+
+    locs: Locs = (playbook.__pydantic_private__ or {}).get("_locs") or {}
+    top = playbook.source or Path("<playbook>")
+    problems: list[Problem] = []
+    for name, app in playbook.apps.items():
+        key = ("apps", name, "context")
+        file, line = _locate(key, locs, top)
+        try:
+            root = playbook.app_context(name)
+            check_context(root, app.dockerfile)
+        except (OSError, RuntimeError, ValueError):  # a symlink loop on the way to the context
+            problems.append(Problem("the build context cannot be resolved (a symlink loop?)", file,
+                                    format_path(key), line))
+        except InputError as exc:
+            for p in exc.problems:
+                if p.file == root:  # about the context itself: blame the playbook's `context:` line
+                    problems.append(Problem(f"{p.message} (context {root})", file, format_path(key), line))
+                else:  # its .dockerignore, at the pattern's line
+                    problems.append(Problem(p.message, p.file, format_path(key), p.line))
+    return problems
+
+
 def find_playbooks(directory: Path | str) -> list[Path]:
     """All playbook files: `directory/playbooks/*.yml|*.yaml`, or `directory/*.yml|*.yaml` if it has no
     `playbooks/` folder (so both a project root and its playbooks folder work)."""
