@@ -43,7 +43,7 @@ def _bounded_duration(seconds: float, given: Any) -> float:
     except OverflowError:  # an int too large for a float
         seconds = math.inf
     if math.isnan(seconds) or seconds > MAX_DURATION:
-        raise ValueError(f"a duration must be at most a year ({int(MAX_DURATION)}s), got {_short(given)}")
+        raise ValueError(f"a duration must be between 0s and a year ({int(MAX_DURATION)}s), got {_short(given)}")
     return seconds
 
 

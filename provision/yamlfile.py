@@ -273,11 +273,12 @@ class _Converter:
         """Keys of `node` into `into`: explicit keys first, then `<<` merges (keys given win, earlier merges
         win over later ones, as YAML says); keys a merge brings that are already set are not walked."""
         own: dict[Any, int] = {}
-        merges: list[yaml.Node] = []
+        merges: list[tuple[yaml.Node, yaml.Node]] = []  # (source, the `<<` key: where problems are)
         for key_node, value_node in node.value:
             line = key_node.start_mark.line + 1
             if key_node.tag == _MERGE_TAG:
-                merges.extend(value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node])
+                sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+                merges.extend((source, key_node) for source in sources)
                 continue
             key = self.key(key_node, path)
             if key is None:
@@ -294,14 +295,14 @@ class _Converter:
             else:
                 self.locs.setdefault((*path, key), (self.file, line))
             into[key] = self.value(value_node, (*path, key), depth + 1)
-        for source in merges:
+        for source, merge_key in merges:
             self.visits += 1
             if not isinstance(source, yaml.MappingNode) or source.tag != _MAP_TAG:
-                self.problem("`<<` merges a mapping or a list of mappings (e.g. `<<: *base`)", path, source)
+                self.problem("`<<` merges a mapping or a list of mappings (e.g. `<<: *base`)", path, merge_key)
                 continue
             if id(source) in self.active:
                 self.problem("a YAML alias refers to a value that contains it (recursive structure)", path,
-                             source)
+                             merge_key)
                 continue
             self.active.add(id(source))
             try:
