@@ -32,6 +32,7 @@ import re
 import stat
 import tarfile
 import tempfile
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,14 +99,27 @@ def compile_pattern(text: str) -> Pattern:
         elif ch == "[":
             end = _class_end(text, i)
             if end < 0:
-                raise ValueError(f"bad .dockerignore pattern {text!r}: unterminated '['")
+                raise ValueError("unterminated '[' (a character class)")
             out.append(text[i : end + 1])  # a class passes through, as in patternmatcher ([^a] negates)
             i = end
         else:
             out.append(re.escape(ch))
         i += 1
-    regex = re.compile("".join(out), re.DOTALL)
+    try:
+        with warnings.catch_warnings():  # e.g. "possible nested set" for [[:alpha:]]: not ours to print
+            warnings.simplefilter("ignore")
+            regex = re.compile("".join(out), re.DOTALL)
+    except re.error as exc:  # [z-a], a bad escape in a class: what docker reports as ErrBadPattern
+        raise ValueError(f"not a valid pattern ({_regex_reason(exc)})") from None
     return Pattern(text=("!" if exclusion else "") + text, exclusion=exclusion, regex=regex)
+
+
+def _regex_reason(exc: re.error) -> str:
+    """re's reason without the pattern text (the line number says where)."""
+    reason = str(exc.msg)
+    if reason.startswith("bad character range"):
+        return "a character range runs backwards, like [z-a]"
+    return reason if len(reason) <= 40 else "a malformed character class"
 
 
 def _class_end(text: str, start: int) -> int:
@@ -124,14 +138,41 @@ def _class_end(text: str, start: int) -> int:
     return -1
 
 
+class PatternError(ValueError):
+    """A `.dockerignore` line that is not a pattern; the message names the line, never its text."""
+
+    def __init__(self, line: int, reason: str) -> None:
+        super().__init__(f"line {line}: {reason}")
+        self.line = line
+        self.reason = reason
+
+
 def parse_dockerignore(text: str) -> list[Pattern]:
     patterns = []
-    for raw in text.splitlines():
+    for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
-        patterns.append(compile_pattern(line))
+        try:
+            patterns.append(compile_pattern(line))
+        except ValueError as exc:
+            raise PatternError(number, str(exc)) from None
     return patterns
+
+
+def read_dockerignore(root: Path) -> list[Pattern]:
+    """The patterns of `root/.dockerignore` (none without one); a bad file is an InputError naming it and
+    the line, never quoting it (it may be a symlink to anything)."""
+    from provision.yamlfile import read_text
+
+    ignore_file = root / ".dockerignore"
+    if not ignore_file.is_file():
+        return []
+    text = read_text(ignore_file, what=".dockerignore file")
+    try:
+        return parse_dockerignore(text)
+    except PatternError as exc:
+        raise InputError.single(f"invalid pattern: {exc.reason}", ignore_file, "", exc.line) from None
 
 
 class Matcher:
@@ -233,21 +274,36 @@ def _file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def walk_context(root: Path, matcher: Matcher, always: Iterable[str] = ()) -> Iterator[ContextEntry]:
-    """Entries of `root` that `.dockerignore` lets through, sorted by path (deterministic)."""
+def _unreadable(root: Path, rel: str, exc: OSError) -> InputError:
+    """An InputError naming the entry relative to the context (the context directory is the file)."""
+    return InputError.single(f"cannot read {rel!r} in the build context ({exc.strerror or 'I/O error'})", root)
+
+
+def _check_readable(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    os.close(fd)
+
+
+def walk_context(root: Path, matcher: Matcher, always: Iterable[str] = (), hash_files: bool = True
+                 ) -> Iterator[ContextEntry]:
+    """Entries of `root` that `.dockerignore` lets through, sorted by path (deterministic). Without
+    `hash_files` each file is only opened (validate's readability check) and its digest left empty."""
     always_set = set(always)
 
     def visit(rel_dir: str, abs_dir: Path) -> Iterator[ContextEntry]:
         try:
             names = sorted(os.listdir(abs_dir))
         except OSError as exc:
-            raise InputError.single(f"cannot read build context directory {abs_dir}: {exc}") from None
+            raise _unreadable(root, (rel_dir or ".") + "/", exc) from None
         for name in names:
             rel = f"{rel_dir}/{name}" if rel_dir else name
             full = abs_dir / name
             if never_sent(rel):
                 continue  # secrets and keys: not sent, not hashed, whatever .dockerignore says
-            st = os.lstat(full)
+            try:
+                st = os.lstat(full)
+            except OSError as exc:  # removed while we walk
+                raise _unreadable(root, rel, exc) from None
             excluded = matcher.excluded(rel) and rel not in always_set
             if stat.S_ISDIR(st.st_mode):
                 needed = any(p.startswith(rel + "/") for p in always_set)  # e.g. docker/Dockerfile
@@ -259,12 +315,16 @@ def walk_context(root: Path, matcher: Matcher, always: Iterable[str] = ()) -> It
                 continue
             if excluded:
                 continue
-            if stat.S_ISLNK(st.st_mode):
-                yield ContextEntry(rel, "symlink", stat.S_IMODE(st.st_mode), link=os.readlink(full))
-            elif stat.S_ISREG(st.st_mode):
-                yield ContextEntry(
-                    rel, "file", stat.S_IMODE(st.st_mode), source=full, digest=_file_digest(full)
-                )
+            try:
+                if stat.S_ISLNK(st.st_mode):
+                    yield ContextEntry(rel, "symlink", stat.S_IMODE(st.st_mode), link=os.readlink(full))
+                elif stat.S_ISREG(st.st_mode):
+                    if not hash_files:
+                        _check_readable(full)
+                    yield ContextEntry(rel, "file", stat.S_IMODE(st.st_mode), source=full,
+                                       digest=_file_digest(full) if hash_files else "")
+            except OSError as exc:
+                raise _unreadable(root, rel, exc) from None
             # sockets, fifos and devices are not sent (docker errors on some; we ignore them)
 
     yield from visit("", root)
@@ -298,11 +358,7 @@ def assemble(
     root = Path(root)
     if not root.is_dir():
         raise InputError.single(f"build context {root} is not a directory")
-    ignore_file = root / ".dockerignore"
-    try:
-        patterns = parse_dockerignore(ignore_file.read_text()) if ignore_file.is_file() else []
-    except ValueError as exc:
-        raise InputError.single(str(exc), file=ignore_file) from None
+    patterns = read_dockerignore(root)
     args = {k: str(v) for k, v in (build_args or {}).items()}
     always = {".dockerignore"}
     if dockerfile_path is not None:
@@ -328,6 +384,20 @@ def assemble(
         entries=entries,
         content_hash=digest,
     )
+
+
+def check_context(root: Path, dockerfile_path: str | None = None) -> None:
+    """What `assemble` would refuse, without hashing: the directory, `.dockerignore`, and that every file
+    sent is readable (whether an app's own Dockerfile exists is render's check, at `dockerfile`). Raises
+    InputError (file: the context or `.dockerignore`)."""
+    if not root.is_dir():
+        raise InputError.single("the build context directory does not exist"
+                                if not root.exists() else "the build context is not a directory", root)
+    always = {".dockerignore"}
+    if dockerfile_path is not None:
+        always.add(posixpath.normpath(dockerfile_path))
+    for _ in walk_context(root, Matcher(read_dockerignore(root)), always, hash_files=False):
+        pass
 
 
 def image_tag(project: str, app: str, content_hash: str) -> str:

@@ -14,137 +14,60 @@ import typing
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from provision.errors import InputError, Problem
 from provision.spec import Playbook, SpecError
+from provision.yamlfile import Locs, PathT, format_path, read_yaml, short
 
-PathT = tuple[Any, ...]  # key path: str keys (or YAML's other scalar keys) and int list indexes
-Locs = dict[PathT, tuple[Path, int]]  # key path → (file, 1-based line)
 SUFFIXES = (".yml", ".yaml")
-_MERGE_TAG = "tag:yaml.org,2002:merge"
-
-
-# ----------------------------------------------------------------------------------------------- reading YAML
-
-def _read_yaml(path: Path) -> tuple[Any, Locs]:
-    """Parse one file (safe_load semantics), recording each key path's line; duplicate keys are errors."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError.single("file not found", path) from None
-    except IsADirectoryError:
-        raise InputError.single("is a directory, not a playbook file", path) from None
-    except UnicodeDecodeError:
-        raise InputError.single("is not UTF-8 text", path) from None
-    except OSError as exc:
-        raise InputError.single(f"cannot read: {exc.strerror}", path) from None
-    loader = yaml.SafeLoader(text)
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            raise InputError.single("the playbook is empty; it needs at least `project:`", path)
-        locs: Locs = {(): (path, node.start_mark.line + 1)}
-        problems: list[Problem] = []
-        _walk(loader, node, (), path, locs, problems, set())
-        if problems:
-            raise InputError(problems)
-        data = loader.construct_document(node)
-    except yaml.MarkedYAMLError as exc:
-        raise InputError([_yaml_problem(exc, path)]) from None
-    except yaml.YAMLError as exc:
-        raise InputError.single(f"invalid YAML: {exc}", path) from None
-    finally:
-        loader.dispose()
-    return data, locs
-
-
-def _yaml_problem(exc: yaml.MarkedYAMLError, path: Path) -> Problem:
-    mark = exc.problem_mark or exc.context_mark
-    problem = exc.problem or "invalid YAML"
-    if "'\\t'" in problem:
-        problem += " (YAML does not allow tabs for indentation; use spaces)"
-    message = f"invalid YAML: {problem}"
-    if exc.context and "scanning for the next token" not in exc.context:
-        message += f" ({exc.context}"
-        if exc.context_mark and mark and exc.context_mark.line != mark.line:
-            message += f" at line {exc.context_mark.line + 1}"
-        message += ")"
-    return Problem(message, path, "", mark.line + 1 if mark else None)
-
-
-def _walk(loader: yaml.SafeLoader, node: yaml.Node, path: PathT, file: Path, locs: Locs,
-          problems: list[Problem], active: set[int]) -> None:
-    if id(node) in active:
-        problems.append(Problem("a YAML alias refers to a value that contains it (recursive structure)",
-                                file, _format(path), locs.get(path, (file, node.start_mark.line + 1))[1]))
-        return
-    active = active | {id(node)}
-    if isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            locs.setdefault((*path, i), (file, item.start_mark.line + 1))
-            _walk(loader, item, (*path, i), file, locs, problems, active)
-    elif isinstance(node, yaml.MappingNode):
-        seen: dict[Any, int] = {}
-        merged: list[yaml.Node] = []
-        for key_node, value_node in node.value:
-            line = key_node.start_mark.line + 1
-            if key_node.tag == _MERGE_TAG:
-                merged.extend(value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node])
-                continue
-            if not isinstance(key_node, yaml.ScalarNode):
-                problems.append(Problem("a key must be a plain name, not a list or mapping", file,
-                                        _format(path), line))
-                continue
-            key = loader.construct_object(key_node)
-            if not isinstance(key, str):
-                problems.append(Problem(
-                    f"key {key_node.value!r} is read by YAML as {_key_kind(key)}, not a name; quote it "
-                    f"(\"{key_node.value}\") if you meant the text", file, _format((*path, key_node.value)),
-                    line))
-                continue
-            if key in seen:
-                problems.append(Problem(f"duplicate key {key!r} (first given at line {seen[key]})", file,
-                                        _format((*path, key)), line))
-                continue
-            seen[key] = line
-            locs[(*path, key)] = (file, line)
-            _walk(loader, value_node, (*path, key), file, locs, problems, active)
-        for extra in merged:  # `<<: *anchor`: keys given explicitly win, as in YAML
-            if isinstance(extra, yaml.MappingNode):
-                for key_node, value_node in extra.value:
-                    if isinstance(key_node, yaml.ScalarNode) and key_node.tag != _MERGE_TAG:
-                        key = loader.construct_object(key_node)
-                        if key not in seen:
-                            locs.setdefault((*path, key), (file, key_node.start_mark.line + 1))
-                            _walk(loader, value_node, (*path, key), file, locs, problems, active)
+MAX_EXTENDS = 8  # files in one `extends` chain, the playbook included
+MAX_MESSAGE = 300  # a message quoting a huge value is cut: one readable line
 
 
 # ------------------------------------------------------------------------------------------------- extends
 
-def _load_tree(path: Path, stack: list[Path]) -> tuple[dict[str, Any], Locs]:
-    data, locs = _read_yaml(path)
+def _load_tree(path: Path, stack: list[Path], tree: Path) -> tuple[dict[str, Any], Locs]:
+    """The merged data of `path` and its bases; a base must be a .yml/.yaml file inside `tree` (the
+    top playbook's directory), so `extends` cannot read (and quote) any other file."""
+    data, locs = read_yaml(path)
     if not isinstance(data, dict):
         raise InputError.single(f"the top level must be a mapping of keys (project:, apps:, …), "
-                                f"got {_kind(data)}", path, "", locs[()][1])
+                                f"got {_type_name(data)}", path, "", locs[()][1])
     base_ref = data.get("extends")
     if base_ref is None:
         return data, locs
     where = locs.get(("extends",), (path, None))[1]
-    if not isinstance(base_ref, str) or not base_ref.strip():
-        raise InputError.single(f"expected the file name of a base playbook, got {_kind(base_ref)}",
-                                path, "extends", where)
-    base = path.parent / base_ref
-    resolved = base.resolve()
-    if resolved in stack:
-        chain = " → ".join(p.name for p in [*stack[stack.index(resolved):], resolved])
+    base = _base_path(base_ref, path, tree, where)
+    if base in stack:
+        chain = " → ".join(p.name for p in [*stack[stack.index(base):], base])
         raise InputError.single(f"extends cycle: {chain}", path, "extends", where)
-    if not base.is_file():
-        raise InputError.single(f"base playbook {base_ref!r} not found (looked for {resolved})",
-                                path, "extends", where)
-    base_data, base_locs = _load_tree(base, [*stack, resolved])
+    if len(stack) >= MAX_EXTENDS:
+        raise InputError.single(f"the `extends` chain is longer than {MAX_EXTENDS} files", path, "extends",
+                                where)
+    base_data, base_locs = _load_tree(base, [*stack, base], tree)
     return _merge(base_data, data), _merge_locs(base_data, data, base_locs, locs)
+
+
+def _base_path(ref: Any, path: Path, tree: Path, where: int | None) -> Path:
+    if not isinstance(ref, str) or not ref.strip():
+        raise InputError.single(f"expected the file name of a base playbook, got {_kind(ref)}",
+                                path, "extends", where)
+    shown = short(ref)
+    rule = f"`extends` names a .yml or .yaml file inside the playbook's directory {tree}"
+    if any(ord(c) < 32 or c == "\x7f" for c in ref) or Path(ref).suffix.lower() not in SUFFIXES:
+        raise InputError.single(f"{rule}, got {shown!r}", path, "extends", where)
+    try:
+        resolved = (path.parent / ref).resolve()  # symlinks followed: the file actually read must qualify
+    except (OSError, RuntimeError, ValueError):  # a symlink loop
+        raise InputError.single(f"base playbook {shown!r} cannot be resolved (a symlink loop?)",
+                                path, "extends", where) from None
+    if not resolved.is_relative_to(tree) or resolved.suffix.lower() not in SUFFIXES:
+        raise InputError.single(f"{rule}, got {shown!r} (which is {resolved})", path, "extends", where)
+    if not resolved.exists():
+        raise InputError.single(f"base playbook {shown!r} not found (looked for {resolved})",
+                                path, "extends", where)
+    return resolved
 
 
 def _merge(base: Any, over: Any) -> Any:
@@ -179,9 +102,14 @@ def _merge_locs(base: Any, over: Any, base_locs: Locs, over_locs: Locs) -> Locs:
 def load_playbook(path: Path | str) -> Playbook:
     """Read, merge `extends`, default `environment` to the file's stem, and validate."""
     path = Path(path)
-    if not path.exists():
+    try:
+        resolved = path.resolve()
+        found = resolved.exists()
+    except (OSError, RuntimeError, ValueError):  # a symlink loop, a NUL in the name
+        raise InputError.single("cannot resolve the playbook's path (a symlink loop?)", path) from None
+    if not found:
         raise InputError.single("playbook file not found", path)
-    data, locs = _load_tree(path, [path.resolve()])
+    data, locs = _load_tree(path, [resolved], resolved.parent)
     env_from_stem = "environment" not in data
     if env_from_stem:
         data["environment"] = path.stem
@@ -194,9 +122,38 @@ def load_playbook(path: Path | str) -> Playbook:
                                 p.file, p.key_path, p.line) if p.key_path == "environment" else p
                         for p in problems]
         raise InputError(problems) from None
+    # `_locs` is for check_contexts (lines of `apps.*.context`); pydantic keeps it, unvalidated, beside _source
     object.__setattr__(playbook, "__pydantic_private__", {**(playbook.__pydantic_private__ or {}),
-                                                           "_source": path.resolve()})
+                                                           "_source": resolved, "_locs": locs})
     return playbook
+
+
+def check_contexts(playbook: Playbook) -> list[Problem]:
+    """Each app's build context as deploy will read it: the directory exists, its `.dockerignore` parses,
+    every file it would send is readable (named relative to the context) and a `dockerfile:` is there.
+
+    Separate from load_playbook: commands that build nothing (teardown, status) must not need the sources."""
+    from provision.build import check_context
+
+    locs: Locs = (playbook.__pydantic_private__ or {}).get("_locs") or {}
+    top = playbook.source or Path("<playbook>")
+    problems: list[Problem] = []
+    for name, app in playbook.apps.items():
+        key = ("apps", name, "context")
+        file, line = _locate(key, locs, top)
+        try:
+            root = playbook.app_context(name)
+            check_context(root, app.dockerfile)
+        except (OSError, RuntimeError, ValueError):  # a symlink loop on the way to the context
+            problems.append(Problem("the build context cannot be resolved (a symlink loop?)", file,
+                                    format_path(key), line))
+        except InputError as exc:
+            for p in exc.problems:
+                if p.file == root:  # about the context itself: blame the playbook's `context:` line
+                    problems.append(Problem(f"{p.message} (context {root})", file, format_path(key), line))
+                else:  # its .dockerignore, at the pattern's line
+                    problems.append(Problem(p.message, p.file, format_path(key), p.line))
+    return problems
 
 
 def find_playbooks(directory: Path | str) -> list[Path]:
@@ -215,7 +172,11 @@ def resolve_playbook(env: str | None, playbook: str | None, root: Path | str) ->
     if playbook:
         path = Path(playbook).expanduser()
         path = path if path.is_absolute() else root / path
-        if not path.is_file():
+        try:
+            found = path.exists()  # a directory or FIFO is refused, by type, when it is read
+        except (OSError, ValueError):
+            found = False
+        if not found:
             raise InputError.single("playbook file not found", path)
         return path
     available = [p.stem for p in find_playbooks(root)]
@@ -246,7 +207,7 @@ def _translate(exc: ValidationError, data: dict[str, Any], locs: Locs, top: Path
             if is_key:
                 message = f"key {path[-1]!r}: {message}"
             file, line = _locate(path, locs, top)
-            problems.append(Problem(message, file, _format(path, data), line))
+            problems.append(Problem(short(message, MAX_MESSAGE), file, format_path(path, data), line))
     unique = list(dict.fromkeys(problems))
     return sorted(unique, key=lambda p: (str(p.file), p.line or 0, p.key_path))
 
@@ -283,27 +244,11 @@ def _locate(path: PathT, locs: Locs, top: Path) -> tuple[Path, int | None]:
     return top, None
 
 
-def _format(path: PathT, data: Any = None) -> str:
-    text = ""
-    node = data
-    for part in path:
-        if isinstance(part, int) and not isinstance(part, bool) and (node is None or isinstance(node, list)):
-            text += f"[{part}]"
-        else:
-            text += ("." if text else "") + str(part)
-        if isinstance(node, dict):
-            node = node.get(part)
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
-            node = node[part]
-        else:
-            node = None
-    return text
-
-
-def _key_kind(key: Any) -> str:
-    if key is None or isinstance(key, bool):
-        return "null" if key is None else str(key).lower()
-    return "a number" if isinstance(key, int | float) else f"a {type(key).__name__}"
+def _type_name(v: Any) -> str:
+    """What a value is, without quoting it (for a whole file's content, which may be anything)."""
+    if v is None or isinstance(v, bool | dict | list | tuple):
+        return _kind(v)
+    return {str: "a string", int: "a number", float: "a number"}.get(type(v), f"a {type(v).__name__}")
 
 
 def _kind(v: Any) -> str:

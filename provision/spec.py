@@ -36,6 +36,12 @@ TEMPLATE_NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 REGION_RE = r"^[a-z]{2}(-[a-z]+)+-\d+$"
 INSTANCE_TYPE_RE = r"^[a-z][a-z0-9-]*\.[a-z0-9-]+$"
 NAME_RULE = "1-31 characters: a lowercase letter, then lowercase letters, digits or '-'"
+LOGIN_NAME_RE = r"[a-z_][a-z0-9_.-]{0,31}\$?"  # what useradd accepts by default
+HOST_NAME_RE = r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?"  # a DNS name or IPv4 address
+JUMP_RE = rf"(?:(?P<user>{LOGIN_NAME_RE})@)?(?P<host>{HOST_NAME_RE})(?::(?P<port>[0-9]{{1,5}}))?"
+# A container path goes into `--mount type=volume,source=…,target=PATH`: `,` `=` quotes or spaces would add
+# mount options (e.g. `source=/`), so only plain path characters pass.
+CONTAINER_PATH_RE = r"(?:/[A-Za-z0-9_.@+~-]+)+"
 MIN_MEMORY = 6 * 1024 * 1024  # docker refuses a memory limit below 6m
 
 IMAGE_ALIASES = ("ubuntu-24.04", "ubuntu-22.04", "debian-12", "al2023")
@@ -93,6 +99,14 @@ def _no_bool(v: Any) -> Any:
 def _name(v: str) -> str:
     if not re.fullmatch(NAME_RE, v):
         raise ValueError(f"{v!r} is not a valid name ({NAME_RULE})")
+    return v
+
+
+def _host_name(v: str | None) -> str | None:
+    """A host name or IP address to dial: no spaces, control characters or leading '-'."""
+    if v is not None and (not v.strip() or v.startswith("-") or any(c.isspace() or not c.isprintable()
+                                                                     for c in v)):
+        raise ValueError(f"expected a host name or IP address, got {v!r}")
     return v
 
 
@@ -171,9 +185,7 @@ class HostSpec(Frozen):
     @field_validator("address")
     @classmethod
     def _address(cls, v: str | None) -> str | None:
-        if v is not None and (not v.strip() or any(c.isspace() for c in v)):
-            raise ValueError(f"expected a host name or IP address, got {v!r}")
-        return v
+        return _host_name(v)
 
 
 class SshSpec(Frozen):
@@ -192,11 +204,34 @@ class SshSpec(Frozen):
             raise ValueError(f"{v!r} is not a login name")
         return v
 
+    @field_validator("jump")
+    @classmethod
+    def _jump(cls, v: str | None) -> str | None:
+        match = re.fullmatch(JUMP_RE, v) if v is not None else None
+        if v is not None and (match is None or not 1 <= int(match["port"] or 22) <= 65535):
+            raise ValueError(f"expected a bastion as [user@]host[:port], e.g. admin@bastion.example.com:2222, "
+                             f"got {v!r}")
+        return v
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, v: str | None) -> str | None:
+        return _host_name(v)
+
 
 class EngineSpec(Frozen):
     source: Literal["distro", "docker-ce"] = "distro"
     daemon: dict[str, Any] = Field(default_factory=dict)  # merged over dockyard's daemon.json defaults
     users: tuple[str, ...] = ()
+
+    @field_validator("users")
+    @classmethod
+    def _users(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [((i,), f"{name!r} is not a user name (lowercase letters, digits, '_', '.', '-'; at most 32)")
+               for i, name in enumerate(v) if not re.fullmatch(LOGIN_NAME_RE, name)]
+        if bad:
+            raise SpecError(bad)
+        return v
 
 
 class HealthcheckSpec(Frozen):
@@ -345,6 +380,8 @@ class AppSpec(Frozen):
     def _context(cls, v: str) -> str:
         if not v.strip():
             raise ValueError("`context` must not be empty (use '.' for the playbook's directory)")
+        if not v.isprintable():
+            raise ValueError("`context` must not contain control characters")
         return v
 
     @field_validator("secrets")
@@ -392,6 +429,11 @@ class AppSpec(Frozen):
                                           f"got {target!r}"))
             elif PurePosixPath(target) == PurePosixPath("/"):
                 problems.append(((name,), "a volume cannot be mounted over '/'"))
+            elif (not re.fullmatch(CONTAINER_PATH_RE, target.removesuffix("/"))
+                  or any(part in (".", "..") for part in target.split("/"))):
+                problems.append(((name,), "container path must be a plain absolute path (letters, digits, "
+                                          "'_', '.', '-', '@', '+', '~' between single '/'; no '..', "
+                                          "',', '=', ':', quotes or spaces)"))
             elif str(PurePosixPath(target)) in targets:
                 problems.append(((name,), f"{target!r} is already the mount point of volume "
                                           f"{targets[str(PurePosixPath(target))]!r}"))
@@ -405,7 +447,7 @@ class AppSpec(Frozen):
     @classmethod
     def _dockerfile_inside(cls, v: str | None) -> str | None:
         if v is not None and (not v.strip() or PurePosixPath(v).is_absolute()
-                              or ".." in PurePosixPath(v).parts):
+                              or ".." in PurePosixPath(v).parts or not v.isprintable()):
             raise ValueError(f"`dockerfile` is a path inside `context` (as in compose), got {v!r}")
         return v
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 from typing import Any
 
@@ -10,6 +11,8 @@ _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 _SIZE_RE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?", re.IGNORECASE)
+MAX_DURATION = 365 * 86400.0  # a year: past that a timeout or interval is a typo (docker's limit is ~292 years)
+MAX_SIZE = 2**63 - 1  # docker reads sizes as int64
 
 
 def parse_duration(value: Any) -> float:
@@ -19,7 +22,7 @@ def parse_duration(value: Any) -> float:
     if isinstance(value, int | float):
         if value < 0:
             raise ValueError("a duration cannot be negative")
-        return float(value)
+        return _bounded_duration(value, value)
     if not isinstance(value, str):
         raise ValueError("expected a duration like 2s, 1m or 500ms")
     text = value.strip().lower()
@@ -31,7 +34,22 @@ def parse_duration(value: Any) -> float:
         pos = match.end()
     if not text or pos != len(text):
         raise ValueError(f"{value!r} is not a duration; expected e.g. 2s, 1m, 1m30s or 500ms")
-    return total
+    return _bounded_duration(total, value)
+
+
+def _bounded_duration(seconds: float, given: Any) -> float:
+    try:
+        seconds = float(seconds)
+    except OverflowError:  # an int too large for a float
+        seconds = math.inf
+    if math.isnan(seconds) or seconds > MAX_DURATION:
+        raise ValueError(f"a duration must be between 0s and a year ({int(MAX_DURATION)}s), got {_short(given)}")
+    return seconds
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:39] + "…"
 
 
 def parse_size(value: Any) -> int:
@@ -41,6 +59,8 @@ def parse_size(value: Any) -> int:
     if isinstance(value, int):
         if value <= 0:
             raise ValueError("a size must be positive")
+        if value > MAX_SIZE:
+            raise ValueError(f"a size must be at most {MAX_SIZE} bytes (docker's limit)")
         return value
     if not isinstance(value, str):
         raise ValueError("expected a size like 256m or 1g")
@@ -49,7 +69,9 @@ def parse_size(value: Any) -> int:
         raise ValueError(f"{value!r} is not a size; expected e.g. 256m, 1g or 512k")
     amount = float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
     if amount < 1:
-        raise ValueError(f"{value!r} is too small")
+        raise ValueError(f"{_short(value)} is too small")
+    if not amount < MAX_SIZE:  # also inf, from 400 digits
+        raise ValueError(f"a size must be at most {MAX_SIZE} bytes (docker's limit), got {_short(value)}")
     return int(amount)
 
 
@@ -58,11 +80,12 @@ def parse_port(v: Any) -> Any:
     if isinstance(v, bool):
         raise ValueError(f"expected a port number (1-65535), got {str(v).lower()}")
     if not isinstance(v, int | str):
-        raise ValueError(f"expected a port number (1-65535), got {v!r}")
+        raise ValueError(f"expected a port number (1-65535), got {_short(v)}")
     if isinstance(v, str):
-        if not v.strip().isdigit():
-            raise ValueError(f"expected a port number (1-65535), got {v!r}")
-        v = int(v)
+        digits = v.strip()
+        if not (digits.isascii() and digits.isdigit() and len(digits) <= 5):
+            raise ValueError(f"expected a port number (1-65535), got {_short(v)}")
+        v = int(digits)
     if not 1 <= v <= 65535:
         raise ValueError(f"port must be between 1 and 65535, got {v}")
     return v

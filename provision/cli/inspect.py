@@ -136,7 +136,7 @@ def validate(c: Context, env: str | None = None, playbook: str | None = None, js
     opts = options(c, env, playbook, json, verbose)
     problems: list[Problem] = []
     docs: list[dict[str, Any]] = []
-    from provision.playbook import load_playbook
+    from provision.playbook import check_contexts, load_playbook
 
     for path in _playbook_files(opts):
         try:
@@ -144,7 +144,7 @@ def validate(c: Context, env: str | None = None, playbook: str | None = None, js
         except InputError as exc:
             problems.extend(exc.problems)
             continue
-        render_problems = _check_renders(pb)
+        render_problems = check_contexts(pb) or _check_renders(pb)
         problems.extend(render_problems)
         if render_problems:
             continue

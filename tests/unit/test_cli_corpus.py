@@ -7,6 +7,7 @@ render corpus (tests/unit/bad_renders: playbooks that load but cannot be rendere
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -57,7 +58,9 @@ def test_unrenderable_playbook_exits_2(case: Path, command: str, capsys: pytest.
     out, err = capsys.readouterr()
     assert code == 2, err
     assert "Traceback" not in out + err
-    assert f"{playbook}: {key}:" in err
+    # the line is there when the problem is found as the playbook loads (some values are refused by the model
+    # before any template sees them)
+    assert re.search(re.escape(str(playbook)) + r"(:\d+)?: " + re.escape(key) + ":", err), err
     assert substring in err
 
 

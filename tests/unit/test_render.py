@@ -144,9 +144,9 @@ def test_app_command_becomes_the_exec_form_cmd(tmp_path: Path) -> None:
 
 def test_volume_mount_points_are_created_for_the_app_user(tmp_path: Path) -> None:
     pb = make_playbook(tmp_path, {"web": {"template": "python-web", "port": 8000,
-                                          "volumes": {"data": "/var/lib/app", "media": "/srv/media files"}}})
+                                          "volumes": {"data": "/var/lib/app", "media": "/srv/~media"}}})
     text = render_dockerfile(pb, "web").text
-    assert "RUN mkdir -p '/srv/media files' /var/lib/app \\\n && chown 10001:10001 '/srv/media files' " \
+    assert "RUN mkdir -p '/srv/~media' /var/lib/app \\\n && chown 10001:10001 '/srv/~media' " \
            "/var/lib/app\n" in text
     assert text.index("chown 10001:10001") < text.index("USER 10001:10001")
 

@@ -124,7 +124,6 @@ def test_a_template_cannot_include_a_file_outside_the_template_dirs(tmp_path: Pa
     ({"vars": {"env": {"MODE": "a\nRUN id"}}}, None, "apps.web.vars.env.MODE"),
     ({"vars": {"user": "app\u2028RUN id"}}, None, "apps.web.vars.user"),
     ({"command": ["sh", "-c", "echo hi\nRUN id"]}, None, "apps.web.command.2"),
-    ({"volumes": {"data": "/data\nRUN id"}}, None, "apps.web.volumes.data"),
     ({"build_args": {"VERSION": "1\nRUN id"}}, None, "apps.web.build_args.VERSION"),
 ])
 def test_control_characters_in_values_a_dockerfile_receives(tmp_path: Path, app: dict[str, Any],
@@ -138,6 +137,16 @@ def test_control_characters_in_values_a_dockerfile_receives(tmp_path: Path, app:
     p = only_problem(exc)
     assert p.file == pb.source and p.key_path == key
     assert "control characters" in p.message and "RUN id" not in p.message
+
+
+def test_a_volume_path_with_a_newline_is_refused_when_the_playbook_loads(tmp_path: Path) -> None:
+    """The model refuses it before any template sees it (a container path is a plain absolute path)."""
+    apps = {"web": {"template": "generic", "vars": {"base_image": "busybox:1.36"},
+                    "volumes": {"data": "/data\nRUN id"}}}
+    with pytest.raises(InputError) as exc:
+        load_playbook(project(tmp_path, apps))
+    p = only_problem(exc)
+    assert p.key_path == "apps.web.volumes.data" and "RUN id" not in p.message
 
 
 def test_build_args_of_a_dockerfile_app_are_checked(tmp_path: Path) -> None:
