@@ -106,6 +106,7 @@ class InstanceFact:
     security_group_ids: tuple[str, ...] = ()
     tags: dict[str, str] = field(default_factory=dict, compare=False)
     client_token: str | None = None
+    imds_hop_limit: int | None = None  # MetadataOptions.HttpPutResponseHopLimit (None: not reported)
 
 
 @dataclass(frozen=True)
@@ -192,6 +193,7 @@ def parse_instance(d: dict[str, Any]) -> InstanceFact:
         security_group_ids=tuple(g["GroupId"] for g in d.get("SecurityGroups", ())),
         tags=_tags(d.get("Tags")),
         client_token=d.get("ClientToken") or None,
+        imds_hop_limit=d.get("MetadataOptions", {}).get("HttpPutResponseHopLimit"),
     )
 
 

@@ -233,6 +233,11 @@ class AwsContext:
         with aws_errors():
             self.ec2.modify_instance_attribute(InstanceId=instance_id, InstanceType={"Value": instance_type})
 
+    def set_metadata_options(self, instance_id: str, hop_limit: int) -> None:
+        with aws_errors():
+            self.ec2.modify_instance_metadata_options(InstanceId=instance_id, HttpTokens="required",
+                                                      HttpPutResponseHopLimit=hop_limit, HttpEndpoint="enabled")
+
     def set_instance_groups(self, instance_id: str, groups: list[str]) -> None:
         with aws_errors():
             self.ec2.modify_instance_attribute(InstanceId=instance_id, Groups=groups)
@@ -295,7 +300,8 @@ def host_info(pb: Any, inst: InstanceFact | None, region: str, changes: Sequence
 
 TASKS = (("aws key pair", ("aws:key-pair",)),
          ("aws security group", ("aws:security-group", "aws:security-group:rules")),
-         ("aws instance", ("aws:instance", "aws:instance:type", "aws:instance:security-groups")))
+         ("aws instance", ("aws:instance", "aws:instance:type", "aws:instance:security-groups",
+                           "aws:instance:metadata")))
 
 
 def ensure_host(pb: Any, *, check: bool = False, resize: bool = False, reporter: Any = None,
