@@ -130,16 +130,28 @@ def read_known_hosts(path: Path, name: str) -> list[KnownEntry]:
             continue
         if entry is None or entry.key is None:
             continue  # a key type paramiko cannot read: it can never match either
-        if any(_names_match(probe, name, pattern) for pattern in entry.hostnames):
+        if _names_match(probe, name, entry.hostnames):
             out.append(KnownEntry(path, number, entry.key, revoked))
     return out
 
 
-def _names_match(probe: HostKeys, name: str, pattern: str) -> bool:
-    if pattern.startswith("|1|"):
-        salt = pattern.split("|")[2] if pattern.count("|") >= 3 else ""
-        return probe.hash_host(name, salt) == pattern
-    return pattern == name
+def _names_match(probe: HostKeys, name: str, patterns: Sequence[str]) -> bool:
+    """OpenSSH's host patterns: hashed (`|1|salt|hash`), plain, `*`/`?` wildcards, `!negated`."""
+    hit = False
+    for pattern in patterns:
+        negated = pattern.startswith("!")
+        pattern = pattern[1:] if negated else pattern
+        if pattern.startswith("|1|"):
+            matched = probe.hash_host(name, pattern) == pattern
+        elif "*" in pattern or "?" in pattern:
+            regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+            matched = re.fullmatch(regex, name, re.IGNORECASE) is not None
+        else:
+            matched = pattern.lower() == name.lower()
+        if matched and negated:
+            return False
+        hit = hit or matched
+    return hit
 
 
 def check_host_key(*, label: str, name: str, key: paramiko.PKey, trust: HostKeyTrust,
@@ -203,7 +215,7 @@ def forget_host_keys(path: Path, names: Iterable[str]) -> int:
         if fields and fields[0].startswith("@") and len(fields) > 1:
             fields = fields[1:]
         patterns = fields[0].split(",") if fields and not fields[0].startswith("#") else []
-        if any(_names_match(probe, n, p) for n in wanted for p in patterns):
+        if patterns and any(_names_match(probe, n, patterns) for n in wanted):
             continue
         keep.append(raw)
     if len(keep) != len(lines):

@@ -103,6 +103,7 @@ def app_urls(pb: Any, host: Any) -> dict[str, str]:
 
 
 @dockyard_task(
+    connects=True,
     help={
         "app": APP_HELP,
         "check": CHECK_HELP,
@@ -168,7 +169,7 @@ def _size(n: int | None) -> str:
     return str(n)
 
 
-@dockyard_task()
+@dockyard_task(connects=True)
 def status(
     ctx: Context,
     env: str | None = None,
@@ -200,6 +201,7 @@ def status(
 
 
 @dockyard_task(
+    connects=True,
     help={
         "app": "the app whose logs to show",
         "follow": "keep streaming new lines (Ctrl-C stops)",
@@ -247,6 +249,7 @@ def _exec_argv(cmd: str) -> list[str]:
 
 
 @dockyard_task(
+    connects=True,
     name="exec",
     help={"app": "the app to run the command in", "cmd": "the command as one string (or give it after --)"},
 )
