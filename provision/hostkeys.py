@@ -126,7 +126,7 @@ def read_known_hosts(path: Path, name: str) -> list[KnownEntry]:
             revoked = True
         try:
             entry = HostKeyEntry.from_line(text, number)
-        except (InvalidHostKey, ValueError, TypeError):
+        except (InvalidHostKey, paramiko.SSHException, ValueError, TypeError):
             continue
         if entry is None or entry.key is None:
             continue  # a key type paramiko cannot read: it can never match either

@@ -194,6 +194,8 @@ class SshSpec(Frozen):
     @field_validator("host_key", mode="before")
     @classmethod
     def _host_keys(cls, v: Any) -> Any:
+        if isinstance(v, str) and _host_key_problem(v):
+            raise ValueError(_host_key_problem(v))  # one value: the key itself is the location, not [0]
         items = [v] if isinstance(v, str) else [] if v is None else v
         if not isinstance(items, list | tuple):
             raise ValueError('expected a host key ("ssh-ed25519 AAAA…"), a fingerprint ("SHA256:…") or a list')

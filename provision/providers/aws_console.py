@@ -26,12 +26,13 @@ CONSOLE_WAIT = 180.0  # seconds strict mode waits for cloud-init to print the ho
 
 
 def record_console_host_keys(ec2: Any, pb: Any, info: HostInfo, reporter: Any, *, delay: float = WAIT_DELAY,
-                             wait: float = CONSOLE_WAIT) -> int:
+                             wait: float | None = None) -> int:
     """Before the first SSH connection: remember the host keys cloud-init printed to the instance's console
     (read through the authenticated EC2 API, unlike trust on first use) under the name dockyard dials.
 
     One read, unless strict mode would otherwise refuse the host (no pin, nothing known for it): then the
     console is polled for up to `wait` seconds (cloud-init prints the keys late in the first boot)."""
+    wait = CONSOLE_WAIT if wait is None else wait
     name = known_hosts_name(info.ssh_address, info.ssh_port)
     trust = HostKeyTrust.from_playbook(pb)
     known = trust.pinned or any(read_known_hosts(p, name) for p in (pb.known_hosts_file, *trust.read_only))
