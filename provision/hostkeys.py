@@ -124,13 +124,13 @@ def read_known_hosts(path: Path, name: str) -> list[KnownEntry]:
             if marker != "@revoked":
                 continue  # @cert-authority: not supported, never a match
             revoked = True
+        if not _names_match(probe, name, text.split(None, 1)[0].split(",")):
+            continue  # name first, key only on a match: 1000 plain entries take ~1 ms instead of ~20
         try:
             entry = HostKeyEntry.from_line(text, number)
         except (InvalidHostKey, paramiko.SSHException, ValueError, TypeError):
             continue
-        if entry is None or entry.key is None:
-            continue  # a key type paramiko cannot read: it can never match either
-        if _names_match(probe, name, entry.hostnames):
+        if entry is not None and entry.key is not None:  # a key type paramiko cannot read never matches
             out.append(KnownEntry(path, number, entry.key, revoked))
     return out
 

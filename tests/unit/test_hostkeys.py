@@ -164,6 +164,9 @@ def test_forget_drops_plain_and_hashed_entries_only(tmp_path: Path) -> None:
                   f"{paramiko.HostKeys.hash_host(NAME)} ssh-ed25519 {ED.get_base64()}\n")
     assert forget_host_keys(kh, [NAME, "gone.example"]) == 2
     assert kh.read_text() == keep
+    kh.write_text(f"{NAME} ssh-ed25519 AAAA\n{NAME} sk-ssh-ed25519@openssh.com AAAA\n!{NAME},* ssh-ed25519 "
+                  f"{ED.get_base64()}\n")  # unreadable keys and a negated pattern: never a match, never a crash
+    assert read_known_hosts(kh, NAME) == [] and check(ED, kh).remember
 
 
 # --- the playbook and the command line -----------------------------------------------------------------------
