@@ -8,16 +8,22 @@ The jump host and the target are the same sshd under two names: `localhost` (the
 from __future__ import annotations
 
 import base64
+import io
 import subprocess
 from pathlib import Path
 
 import paramiko
 import pytest
+from rich.console import Console
 
 from provision.cli import program
 from provision.errors import StepFailed
 from provision.hostkeys import HostKeyTrust, fingerprint
+from provision.providers import HostInfo
+from provision.providers.aws import wait_until_ssh
 from provision.remote import Remote, SshTarget
+from provision.report import Reporter
+from provision.spec import Playbook
 
 pytestmark = pytest.mark.integration
 
@@ -155,3 +161,24 @@ def test_cli_committed_known_hosts_file_satisfies_strict_mode(sshd, tmp_path: Pa
     assert run_cli("status", "-p", str(playbook)) == 1
     err = capsys.readouterr().err
     assert f"the host key changed for [127.0.0.1]:{sshd.port} (remembered in {committed}:1" in err
+
+
+def test_the_ssh_wait_through_a_bastion_names_the_bastion_when_its_key_changed(sshd, tmp_path: Path) -> None:
+    """provision's SSH wait (ssh.jump) checks only the bastion's key, and says it is the bastion's; the
+    playbook's ssh.host_key pins the target, so it must not be applied to the bastion."""
+    kh = tmp_path / "known_hosts"
+    kh.write_text(f"[localhost]:{sshd.port} {sshd.host_key_line}\n")
+    data = {"project": "shop", "environment": "staging", "provider": "aws",
+            "host": {"region": "eu-west-1", "ssh_from": ["127.0.0.1/32"]},
+            "ssh": {"user": "root", "key_file": str(sshd.key_file), "known_hosts": str(kh),
+                    "jump": f"root@localhost:{sshd.port}", "strict_host_keys": True,
+                    "host_key": wrong_key_line(tmp_path)}}
+    info = HostInfo(provider="aws", host_id="i-0test", state="running", ssh_address="127.0.0.1",
+                    ssh_port=sshd.port, ssh_user="root", private_address="127.0.0.1")
+    rep = Reporter(console=Console(file=io.StringIO()))
+    assert wait_until_ssh(Playbook.model_validate(data), info, rep, timeout=30).startswith("SSH-2.0-")
+    (tmp_path / "later").mkdir()
+    kh.write_text(f"[localhost]:{sshd.port} {wrong_key_line(tmp_path / 'later')}\n")
+    with pytest.raises(StepFailed) as err:
+        wait_until_ssh(Playbook.model_validate(data), info, rep, timeout=30)
+    assert str(err.value).startswith(f"ssh jump host root@localhost:{sshd.port}: the host key changed")
