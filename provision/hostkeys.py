@@ -23,7 +23,7 @@ import base64
 import hashlib
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +76,6 @@ class Verdict:
     accepted: bool
     remember: bool = False  # append the key to the environment's known_hosts (first use)
     matched: str = ""  # where the accepting key came from
-    problems: list[str] = field(default_factory=list)
 
 
 def known_hosts_name(host: str, port: int) -> str:
