@@ -24,8 +24,9 @@ Contract (setup and deploy code against these names):
     channel with HTTP keep-alive and no Docker SDK (the facts fast path); it remembers the engine's API
     version, so a later `docker()` does not ask for it again.
   - `close()`.
-- Host keys: trust on first use into `known_hosts` (its directory is created), strict afterwards; a changed
-  key raises `StepFailed` naming the file and line and the `ssh-keygen -R` command that clears it.
+- Host keys: decided by provision.hostkeys (`SshTarget.trust`): ssh.host_key pins, the environment's
+  `known_hosts` plus read-only files (~/.ssh/known_hosts), trust on first use unless strict; an unknown (strict),
+  changed or unpinned key raises `StepFailed` naming the host (target or jump host) whose key it is.
 - TCP_NODELAY is set on the socket (paramiko leaves Nagle on: ~45 ms per round trip otherwise).
 - Connection errors (auth failure, refused, timeout, unknown host) become `StepFailed` with one readable line.
 """
@@ -40,7 +41,7 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +49,7 @@ import paramiko
 from fabric import Config, Connection
 
 from provision.errors import StepFailed
+from provision.hostkeys import HostKeyTrust, describe, known_hosts_name, prepare_client
 
 if TYPE_CHECKING:
     import docker
@@ -66,6 +68,7 @@ class SshTarget:
     known_hosts: Path = Path("known_hosts")
     jump: str | None = None  # "user@host:port"
     connect_timeout: float = 10.0
+    trust: HostKeyTrust = field(default_factory=HostKeyTrust)
 
     @classmethod
     def from_playbook(cls, playbook: Playbook, address: str | None) -> SshTarget:
@@ -74,7 +77,7 @@ class SshTarget:
             raise StepFailed("no address to connect to: the host has none yet and ssh.host is not set")
         return cls(host=host, port=playbook.ssh.port, user=playbook.ssh_user, key_file=playbook.key_file,
                    known_hosts=playbook.known_hosts_file, jump=playbook.ssh.jump,
-                   connect_timeout=playbook.ssh.connect_timeout)
+                   connect_timeout=playbook.ssh.connect_timeout, trust=HostKeyTrust.from_playbook(playbook))
 
     @classmethod
     def from_host(cls, playbook: Playbook, info: Any) -> SshTarget:
@@ -92,7 +95,7 @@ class SshTarget:
     @property
     def known_hosts_name(self) -> str:
         """How the host is written in known_hosts (OpenSSH's convention)."""
-        return self.host if self.port == 22 else f"[{self.host}]:{self.port}"
+        return known_hosts_name(self.host, self.port)
 
 
 @dataclass(frozen=True)
@@ -117,50 +120,6 @@ def command_line(argv: Sequence[str], *, sudo: bool, user: str) -> str:
     if sudo and user != "root":
         line = "sudo -n -- " + line
     return line
-
-
-# --- host keys -------------------------------------------------------------------------------------------
-
-
-class _TrustOnFirstUse(paramiko.MissingHostKeyPolicy):
-    """Unknown host → remember its key in our known_hosts file. A *changed* key never reaches this policy:
-    paramiko raises BadHostKeyException first (strict afterwards)."""
-
-    def __init__(self, path: Path, name: str) -> None:
-        self.path = path
-        self.name = name
-
-    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        line = f"{self.name} {key.get_name()} {key.get_base64()}\n"
-        existing = self.path.read_text(encoding="utf-8") if self.path.exists() else ""
-        if line not in existing.splitlines(keepends=True):  # e.g. a bastion that is also the target
-            with self.path.open("a", encoding="utf-8") as fh:
-                fh.write(line)
-        client.get_host_keys().add(hostname, key.get_name(), key)
-
-
-def _known_hosts_line(path: Path, name: str) -> int | None:
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return None
-    for number, line in enumerate(lines, 1):
-        fields = line.split()
-        if fields and name in fields[0].split(","):
-            return number
-    return None
-
-
-def _prepare_client(conn: Connection, known_hosts: Path, name: str) -> None:
-    client = conn.client
-    keys = client.get_host_keys()
-    if known_hosts.exists():
-        try:
-            keys.load(str(known_hosts))
-        except (OSError, paramiko.SSHException) as exc:
-            raise StepFailed(f"cannot read known_hosts file {known_hosts}: {exc}") from None
-    client.set_missing_host_key_policy(_TrustOnFirstUse(known_hosts, name))
 
 
 def _nodelay(transport: paramiko.Transport | None) -> None:
@@ -231,8 +190,10 @@ class Remote:
                           connect_timeout=max(1, round(t.connect_timeout)), connect_kwargs=kwargs,
                           gateway=gateway if gateway is not None else False,
                           config=config)
-        name = host if port == 22 else f"[{host}]:{port}"
-        _prepare_client(conn, t.known_hosts, name)
+        jump = gateway is None and bool(t.jump)  # the bastion's connection, not the target's
+        label = f"ssh jump host {user or t.user}@{host}:{port}" if jump else f"ssh {t.label}"
+        prepare_client(conn, label=label, name=known_hosts_name(host, port), known_hosts=t.known_hosts,
+                       trust=t.trust.for_jump() if jump else t.trust)
         return conn
 
     def open(self) -> Remote:
@@ -264,12 +225,8 @@ class Remote:
     def _connect_error(self, exc: Exception) -> StepFailed:
         t = self.target
         where = f"ssh {t.label}"
-        if isinstance(exc, paramiko.BadHostKeyException):
-            line = _known_hosts_line(t.known_hosts, t.known_hosts_name)
-            at = f"{t.known_hosts}:{line}" if line else str(t.known_hosts)
-            return StepFailed(
-                f"{where}: the host key changed (remembered in {at}); if the host was rebuilt, clear it with "
-                f"ssh-keygen -R '{t.known_hosts_name}' -f {t.known_hosts}")
+        if isinstance(exc, paramiko.BadHostKeyException):  # hostkeys.TrustPolicy decides first; a fallback
+            return StepFailed(f"ssh {exc.hostname}: the host key changed (the server offers {describe(exc.key)})")
         if isinstance(exc, paramiko.AuthenticationException):
             return StepFailed(f"{where}: authentication failed (key {t.key_file})")
         if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError | ConnectionRefusedError):

@@ -9,6 +9,7 @@ key paths relative to that model; `provision.playbook` appends them to pydantic'
 
 from __future__ import annotations
 
+import base64
 import difflib
 import ipaddress
 import re
@@ -139,6 +140,8 @@ class HostSpec(Frozen):
     subnet_id: str | None = None
     instance_profile: str | None = None
     tags: dict[str, ScalarStr] = Field(default_factory=dict)
+    imds_hop_limit: Int = Field(1, ge=1, le=64)  # 2 lets containers reach the instance role's credentials
+    allow_ssh_from_anywhere: bool = False  # the only way to put 0.0.0.0/0 or ::/0 in ssh_from
     # existing
     address: str | None = None
 
@@ -194,8 +197,24 @@ class SshSpec(Frozen):
     port: Port = 22
     host: str | None = None  # overrides the address dockyard dials (e.g. a test sshd, a tunnel)
     jump: str | None = None  # bastion, "user@host:port"
-    known_hosts: Path | None = None  # default: .dockyard/<environment>/known_hosts beside the playbook
+    known_hosts: Path | None = None  # default: .dockyard/<environment>/known_hosts beside the playbook; commit
+    # a file named here (relative to the playbook) to pin host keys for CI
+    host_key: tuple[str, ...] = ()  # the target's pinned key(s): "ssh-ed25519 AAAA…" or "SHA256:…"
+    strict_host_keys: bool = False  # refuse trust on first use (also --strict-host-keys)
     connect_timeout: PositiveDuration = 10.0
+
+    @field_validator("host_key", mode="before")
+    @classmethod
+    def _host_keys(cls, v: Any) -> Any:
+        if isinstance(v, str) and _host_key_problem(v):
+            raise ValueError(_host_key_problem(v))  # one value: the key itself is the location, not [0]
+        items = [v] if isinstance(v, str) else [] if v is None else v
+        if not isinstance(items, list | tuple):
+            raise ValueError('expected a host key ("ssh-ed25519 AAAA…"), a fingerprint ("SHA256:…") or a list')
+        problems = [((i,), _host_key_problem(item)) for i, item in enumerate(items) if _host_key_problem(item)]
+        if problems:
+            raise SpecError(problems)
+        return tuple(" ".join(item.split()[:2]) for item in items)
 
     @field_validator("user")
     @classmethod
@@ -217,6 +236,26 @@ class SshSpec(Frozen):
     @classmethod
     def _host(cls, v: str | None) -> str | None:
         return _host_name(v)
+
+
+def _host_key_problem(item: Any) -> str:
+    """Empty when `item` is a usable pin: "SHA256:<43 base64 chars>" or "TYPE BASE64" whose blob says TYPE."""
+    if not isinstance(item, str):
+        return "expected a string"
+    fields = item.split()
+    if len(fields) == 1 and re.fullmatch(r"SHA256:[A-Za-z0-9+/]{43}=?", fields[0]):
+        return ""
+    if len(fields) >= 2 and re.fullmatch(r"ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)", fields[0]):
+        try:
+            blob = base64.b64decode(fields[1], validate=True)
+        except ValueError:
+            blob = b""
+        size = int.from_bytes(blob[:4], "big") if len(blob) > 4 else 0
+        if blob[4:4 + size].decode("ascii", "replace") == fields[0]:
+            return ""
+        return f"the key data is not a {fields[0]} key"
+    return ('expected a host key like "ssh-ed25519 AAAA…" (from /etc/ssh/ssh_host_ed25519_key.pub) or a '
+            'fingerprint like "SHA256:…" (ssh-keygen -lf)')
 
 
 class EngineSpec(Frozen):
@@ -515,6 +554,8 @@ class Playbook(Frozen):
         if self.provider == "aws" and not self.host.ssh_from:
             problems.append((("host", "ssh_from"), "required for provider aws: the CIDRs that may reach "
                                                    "SSH, e.g. [203.0.113.7/32] (no silent 0.0.0.0/0)"))
+        if self.provider == "aws":
+            problems += _aws_exposure(self)
         if self.provider == "existing" and not self.host.address:
             problems.append((("host", "address"), "required for provider existing: the host's name or IP"))
         seen: list[tuple[PublishSpec, str]] = []
@@ -566,6 +607,20 @@ class Playbook(Frozen):
 
     def app_context(self, name: str) -> Path:
         return (self.base_dir / self.apps[name].context).resolve()
+
+
+def _aws_exposure(pb: Playbook) -> list[tuple[tuple[PathPart, ...], str]]:
+    """What would open SSH to the world: the SSH port in open_ports, or ssh_from anywhere without opting in."""
+    problems: list[tuple[tuple[PathPart, ...], str]] = []
+    for i, port in enumerate(pb.host.open_ports):
+        if port == pb.ssh.port:
+            problems.append((("host", "open_ports", i), f"port {port} is the SSH port (ssh.port): open_ports are "
+                                                        "open to the world; SSH is opened only to host.ssh_from"))
+    for i, net in enumerate(pb.host.ssh_from or ()):
+        if net.prefixlen == 0 and not pb.host.allow_ssh_from_anywhere:
+            problems.append((("host", "ssh_from", i), f"{net} opens SSH to the whole internet: list the CIDRs that "
+                                                      "need it, or set host.allow_ssh_from_anywhere: true"))
+    return problems
 
 
 def _close(word: str, choices: list[str]) -> str:

@@ -114,7 +114,7 @@ def _finish(command: str, pb: Any, reporter: Any, started: float, opts: Any, che
                                     **extra}))
 
 
-@dockyard_task(help={"check": CHECK_HELP, "resize": RESIZE_HELP})
+@dockyard_task(connects=True, help={"check": CHECK_HELP, "resize": RESIZE_HELP})
 def provision(ctx: Context, env: str | None = None, playbook: str | None = None, json: bool = False,
               verbose: bool = False, check: bool = False, resize: bool = False) -> None:
     """Make exactly one host exist for the project and environment, ready for SSH (idempotent)."""
@@ -144,7 +144,7 @@ def teardown(ctx: Context, env: str | None = None, playbook: str | None = None, 
     _finish("teardown", pb, reporter, started, opts, check, {"changes": changes_json(changes)})
 
 
-@dockyard_task(help={"check": CHECK_HELP, "yes": YES_HELP})
+@dockyard_task(connects=True, help={"check": CHECK_HELP, "yes": YES_HELP})
 def recreate(ctx: Context, env: str | None = None, playbook: str | None = None, json: bool = False,
              verbose: bool = False, check: bool = False, yes: bool = False) -> None:
     """Tear the host down, then `up` a fresh one from nothing: provision, setup, deploy."""

@@ -4,16 +4,20 @@ Config layering follows Invoke: the collection's defaults < invoke.yaml (or dock
 program) < `INVOKE_DOCKYARD_*` / `DOCKYARD_*` environment variables < command-line flags.
 
 Every task takes the common options first, in this order, so Invoke gives them the same short flags
-everywhere: `-e/--env NAME`, `-p/--playbook PATH`, `-j/--json`, `-v/--verbose`.
+everywhere: `-e/--env NAME`, `-p/--playbook PATH`, `-j/--json`, `-v/--verbose`. Tasks that connect over SSH
+(`dockyard_task(connects=True)`) also take `--strict-host-keys` (config `strict_host_keys`,
+`DOCKYARD_STRICT_HOST_KEYS=1`); `load` applies it to the playbook as `ssh.strict_host_keys: true`.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 import json as jsonlib
 import os
 import sys
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -31,6 +35,7 @@ DEFAULTS: dict[str, Any] = {
     "root": ".",  # the project directory holding playbooks/ (and templates/)
     "json": False,
     "verbose": False,
+    "strict_host_keys": False,  # refuse trust on first use of SSH host keys (CI)
 }
 
 COMMON_HELP = {
@@ -39,6 +44,10 @@ COMMON_HELP = {
     "json": "print one JSON document on stdout (progress and messages go to stderr)",
     "verbose": "show commands, build logs and details",
 }
+STRICT_HELP = ("refuse unknown SSH host keys (no trust on first use): pin them with ssh.host_key or "
+               "ssh.known_hosts")
+# The --strict-host-keys flag of the running task (set by the task wrapper; `options` layers it).
+_STRICT_FLAG: ContextVar[bool] = ContextVar("dockyard_strict_host_keys", default=False)
 
 
 @dataclass(frozen=True)
@@ -48,6 +57,7 @@ class Options:
     json: bool
     verbose: bool
     root: Path
+    strict_host_keys: bool = False
 
 
 def _layer(ctx: Context, name: str, flag: Any) -> Any:
@@ -72,13 +82,17 @@ def options(ctx: Context, env: str | None = None, playbook: str | None = None, j
         json=bool(_layer(ctx, "json", json)),
         verbose=bool(_layer(ctx, "verbose", verbose)),
         root=Path(_layer(ctx, "root", None)).expanduser().resolve(),
+        strict_host_keys=bool(_layer(ctx, "strict_host_keys", _STRICT_FLAG.get())),
     )
 
 
 def load(opts: Options):  # -> Playbook (imported lazily: keeps `dockyard --help` fast)
     from provision.playbook import load_playbook, resolve_playbook
 
-    return load_playbook(resolve_playbook(opts.env, opts.playbook, opts.root))
+    pb = load_playbook(resolve_playbook(opts.env, opts.playbook, opts.root))
+    if opts.strict_host_keys and not pb.ssh.strict_host_keys:  # the flag/config can only tighten the playbook
+        pb = pb.model_copy(update={"ssh": pb.ssh.model_copy(update={"strict_host_keys": True})})
+    return pb
 
 
 def emit_json(document: Any) -> None:
@@ -108,11 +122,15 @@ def _json_wanted(ctx: Context, flag: Any) -> bool:
         return bool(flag)
 
 
-def handles_errors(func: F) -> F:
-    """Turn dockyard's errors into one readable message and the documented exit code (no traceback)."""
+def handles_errors(func: F, *, connects: bool = False) -> F:
+    """Turn dockyard's errors into one readable message and the documented exit code (no traceback).
+
+    `connects`: the task also takes `--strict-host-keys`, added to its signature here (invoke builds the
+    command line from it) and handed to `options` through a context variable, so no task repeats it."""
 
     @functools.wraps(func)
     def wrapper(ctx: Context, *args: Any, **kwargs: Any) -> Any:
+        token = _STRICT_FLAG.set(bool(kwargs.pop("strict_host_keys", False)))
         try:
             return func(ctx, *args, **kwargs)
         except DockyardError as exc:
@@ -122,15 +140,25 @@ def handles_errors(func: F) -> F:
         except KeyboardInterrupt:
             print("dockyard: interrupted", file=sys.stderr)
             raise Exit(code=EXIT_FAILED) from None
+        finally:
+            _STRICT_FLAG.reset(token)
 
+    if connects:
+        sig = inspect.signature(func)
+        flag = inspect.Parameter("strict_host_keys", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=False)
+        wrapper.__signature__ = sig.replace(parameters=[*sig.parameters.values(), flag])  # type: ignore[attr-defined]
     return wrapper  # type: ignore[return-value]
 
 
-def dockyard_task(*, help: dict[str, str] | None = None, **task_kwargs: Any) -> Callable[[F], Any]:
-    """`@invoke.task` with the common options' help and dockyard's error handling."""
+def dockyard_task(*, help: dict[str, str] | None = None, connects: bool = False,
+                  **task_kwargs: Any) -> Callable[[F], Any]:
+    """`@invoke.task` with the common options' help and dockyard's error handling; `connects=True` for tasks
+    that open SSH connections (adds `--strict-host-keys`)."""
     from invoke import task
 
     def decorate(func: F) -> Any:
-        return task(help={**COMMON_HELP, **(help or {})}, **task_kwargs)(handles_errors(func))
+        extra = {"strict_host_keys": STRICT_HELP} if connects else {}
+        return task(help={**COMMON_HELP, **extra, **(help or {})}, **task_kwargs)(
+            handles_errors(func, connects=connects))
 
     return decorate

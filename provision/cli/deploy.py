@@ -104,6 +104,7 @@ def app_urls(pb: Any, host: Any) -> dict[str, str]:
 
 
 @dockyard_task(
+    connects=True,
     help={
         "app": APP_HELP,
         "check": CHECK_HELP,
@@ -169,7 +170,7 @@ def _size(n: int | None) -> str:
     return str(n)
 
 
-@dockyard_task()
+@dockyard_task(connects=True)
 def status(
     ctx: Context,
     env: str | None = None,
@@ -197,6 +198,7 @@ def status(
 
 
 @dockyard_task(
+    connects=True,
     help={
         "app": "the app whose logs to show",
         "follow": "keep streaming new lines (Ctrl-C stops)",
@@ -249,6 +251,7 @@ def _exec_argv(ctx: Context, cmd: str) -> list[str]:
 
 
 @dockyard_task(
+    connects=True,
     name="exec",
     help={"app": "the app to run the command in", "cmd": "the command as one string (or give it after --)"},
 )

@@ -88,7 +88,7 @@ def finish(command: str, pb: Any, result: UpResult, reporter: Any, opts: Any, ch
         raise Exit(code=EXIT_FAILED)
 
 
-@dockyard_task(help={
+@dockyard_task(connects=True, help={
     "check": "show what each phase would change; change nothing",
     "diff": "show before/after of files and container settings",
     "resize": "apply an instance type change (stops and starts the host)",

@@ -99,7 +99,7 @@ def setup_host(pb: Any, *, check: bool = False, diff: bool = False, reporter: An
             remote.close()
 
 
-@dockyard_task(help={"check": CHECK_HELP, "diff": DIFF_HELP})
+@dockyard_task(connects=True, help={"check": CHECK_HELP, "diff": DIFF_HELP})
 def setup(ctx: Context, env: str | None = None, playbook: str | None = None, json: bool = False,
           verbose: bool = False, check: bool = False, diff: bool = False) -> None:
     """Install and configure the Docker engine on the host over SSH (idempotent; --check changes nothing)."""

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import ClientError
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
@@ -106,6 +107,7 @@ class InstanceFact:
     security_group_ids: tuple[str, ...] = ()
     tags: dict[str, str] = field(default_factory=dict, compare=False)
     client_token: str | None = None
+    imds_hop_limit: int | None = None  # MetadataOptions.HttpPutResponseHopLimit (None: not reported)
 
 
 @dataclass(frozen=True)
@@ -192,6 +194,7 @@ def parse_instance(d: dict[str, Any]) -> InstanceFact:
         security_group_ids=tuple(g["GroupId"] for g in d.get("SecurityGroups", ())),
         tags=_tags(d.get("Tags")),
         client_token=d.get("ClientToken") or None,
+        imds_hop_limit=d.get("MetadataOptions", {}).get("HttpPutResponseHopLimit"),
     )
 
 
@@ -362,6 +365,21 @@ def gather_host_facts(ec2: Any, ssm: Any, *, region: str, project: str, environm
         key_pair=find_key_pair(ec2, name),
         image=resolve_image(ec2, ssm, image, instance_type),
     )
+
+
+def console_output(ec2: Any, instance_id: str) -> str:
+    """The instance's console text (cloud-init prints the SSH host keys there); "" when there is none yet.
+
+    `Latest` (the live buffer) exists on Nitro instances only; others answer UnsupportedOperation and give
+    the buffered copy without it."""
+    try:
+        resp = ec2.get_console_output(InstanceId=instance_id, Latest=True)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") not in ("UnsupportedOperation", "InvalidParameterCombination",
+                                                              "InvalidParameterValue"):
+            raise
+        resp = ec2.get_console_output(InstanceId=instance_id)
+    return str(resp.get("Output") or "")
 
 
 def gather_teardown_facts(ec2: Any, *, project: str, environment: str) -> TeardownFacts:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from provision.changes import Change, Step
-from provision.errors import InputError, StepFailed
+from provision.errors import StepFailed
 from provision.facts.aws import (
     TAG_ENVIRONMENT,
     TAG_PROJECT,
@@ -42,7 +42,8 @@ class HostDesired:
     ssh_from: tuple[str, ...]
     open_ports: tuple[int, ...]
     key: LocalKey
-    ssh_port: int = 22
+    ssh_port: int = 22  # the security group's SSH rule follows it
+    imds_hop_limit: int = 1  # 1: only the host itself reaches IMDS, not its containers
     subnet_id: str | None = None
     instance_profile: str | None = None
     extra_tags: dict[str, str] = field(default_factory=dict)
@@ -62,19 +63,18 @@ class HostDesired:
 
     @property
     def rules(self) -> frozenset[Rule]:
-        rules = {Rule.tcp(22, cidr) for cidr in self.ssh_from}
+        rules = {Rule.tcp(self.ssh_port, cidr) for cidr in self.ssh_from}
         rules |= {Rule.tcp(port, cidr) for port in self.open_ports for cidr in ANYWHERE}
         return frozenset(rules)
 
 
 def desired_from_playbook(pb: Any, key: LocalKey) -> HostDesired:
+    """The playbook already refused the SSH port in open_ports and ssh_from anywhere (provision.spec)."""
     h = pb.host
-    if 22 in h.open_ports:
-        raise InputError.single("port 22 must not be in open_ports: SSH is opened only to host.ssh_from",
-                                file=pb.source, key_path="host.open_ports")
     return HostDesired(project=pb.project, environment=pb.environment, instance_type=h.instance_type,
                        image=h.image, volume_gb=h.volume_gb, ssh_from=tuple(str(n) for n in h.ssh_from or ()),
-                       open_ports=tuple(h.open_ports), key=key, subnet_id=h.subnet_id,
+                       open_ports=tuple(h.open_ports), key=key, ssh_port=pb.ssh.port,
+                       imds_hop_limit=h.imds_hop_limit, subnet_id=h.subnet_id,
                        instance_profile=h.instance_profile, extra_tags=dict(h.tags))
 
 
@@ -107,7 +107,7 @@ def run_instance_params(d: HostDesired, image: ImageFact, group_id: str) -> dict
         "MaxCount": 1,
         "KeyName": d.name,
         "SecurityGroupIds": [group_id],
-        "MetadataOptions": {"HttpTokens": "required", "HttpPutResponseHopLimit": 2,
+        "MetadataOptions": {"HttpTokens": "required", "HttpPutResponseHopLimit": d.imds_hop_limit,
                             "HttpEndpoint": "enabled"},
         "BlockDeviceMappings": [{"DeviceName": image.root_device_name,
                                  "Ebs": {"VolumeSize": d.volume_gb, "VolumeType": "gp3", "Encrypted": True,
@@ -212,6 +212,13 @@ def _existing_instance(d: HostDesired, facts: HostFacts, inst: InstanceFact) -> 
         changes.append(Change("aws:instance:security-groups", "update", f"{sg.id} not attached", (
             Step(f"attach security group {sg.id} to {iid}",
                  effect=lambda ctx: ctx.set_instance_groups(iid, groups)),)))
+    if inst.imds_hop_limit is not None and inst.imds_hop_limit != d.imds_hop_limit:
+        limit = d.imds_hop_limit
+        changes.append(Change("aws:instance:metadata", "update",
+                              f"IMDS hop limit {inst.imds_hop_limit}, playbook says {limit}", (
+            Step(f"set the IMDS hop limit of {iid} to {limit} (tokens required)",
+                 effect=lambda ctx: ctx.set_metadata_options(iid, limit)),),
+            before=f"hop limit {inst.imds_hop_limit}\n", after=f"hop limit {limit}\n"))
     if inst.instance_type != d.instance_type:
         steps: list[Step] = []
         if state in ("pending", "running"):

@@ -15,7 +15,6 @@ import contextlib
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -33,6 +32,7 @@ from provision.facts.aws import (
     parse_instance,
     read_local_key,
 )
+from provision.hostkeys import HostKeyRejected, HostKeyTrust, forget_host_keys, known_hosts_name
 from provision.plan.host import desired_from_playbook, drift_warnings, plan_host, plan_teardown, tag_list
 from provision.providers import HostInfo
 from provision.runner import Runner
@@ -233,6 +233,11 @@ class AwsContext:
         with aws_errors():
             self.ec2.modify_instance_attribute(InstanceId=instance_id, InstanceType={"Value": instance_type})
 
+    def set_metadata_options(self, instance_id: str, hop_limit: int) -> None:
+        with aws_errors():
+            self.ec2.modify_instance_metadata_options(InstanceId=instance_id, HttpTokens="required",
+                                                      HttpPutResponseHopLimit=hop_limit, HttpEndpoint="enabled")
+
     def set_instance_groups(self, instance_id: str, groups: list[str]) -> None:
         with aws_errors():
             self.ec2.modify_instance_attribute(InstanceId=instance_id, Groups=groups)
@@ -295,7 +300,8 @@ def host_info(pb: Any, inst: InstanceFact | None, region: str, changes: Sequence
 
 TASKS = (("aws key pair", ("aws:key-pair",)),
          ("aws security group", ("aws:security-group", "aws:security-group:rules")),
-         ("aws instance", ("aws:instance", "aws:instance:type", "aws:instance:security-groups")))
+         ("aws instance", ("aws:instance", "aws:instance:type", "aws:instance:security-groups",
+                           "aws:instance:metadata")))
 
 
 def ensure_host(pb: Any, *, check: bool = False, resize: bool = False, reporter: Any = None,
@@ -340,6 +346,10 @@ def ensure_host(pb: Any, *, check: bool = False, resize: bool = False, reporter:
         return info
     if wait_ssh and inst.state == "running":
         wait_until_ssh(pb, info, reporter, timeout=ssh_timeout)
+    if inst.state == "running" and info.ssh_address:
+        from provision.providers.aws_console import record_console_host_keys
+
+        record_console_host_keys(ec2, pb, info, reporter, delay=delay)
     return info
 
 
@@ -368,7 +378,12 @@ def wait_until_ssh(pb: Any, info: HostInfo, reporter: Any, *, timeout: float = 3
         host, _, port = hostport.partition(":")
         bastion = Remote(SshTarget(host=host, port=int(port or 22), user=user or pb.ssh_user,
                                    key_file=pb.key_file, known_hosts=pb.known_hosts_file,
-                                   connect_timeout=pb.ssh.connect_timeout))
+                                   connect_timeout=pb.ssh.connect_timeout,
+                                   trust=HostKeyTrust.from_playbook(pb).for_jump()))
+        try:
+            bastion.open()
+        except HostKeyRejected as exc:  # say whose key it is: the bastion's, not the instance's
+            raise HostKeyRejected(str(exc).replace("ssh ", "ssh jump host ", 1)) from None
         with bastion:
             return wait_for_ssh(info.ssh_address, info.ssh_port, timeout=timeout, what=f"{what} via {host}",
                                 progress=progress, dial=jump_dial(bastion.transport))
@@ -382,19 +397,6 @@ def find_host(pb: Any, *, session: boto3.Session | None = None) -> HostInfo | No
     if not live:
         return None
     return host_info(pb, live[0], session.region_name)
-
-
-def forget_host_keys(known_hosts: Path, names: list[str]) -> int:
-    """Drop known_hosts lines of hosts that no longer exist (a re-created host has a new key)."""
-    try:
-        lines = known_hosts.read_text(encoding="utf-8").splitlines(keepends=True)
-    except OSError:
-        return 0
-    wanted = set(names)
-    keep = [ln for ln in lines if not (ln.split() and wanted & set(ln.split()[0].split(",")))]
-    if len(keep) != len(lines):
-        known_hosts.write_text("".join(keep), encoding="utf-8")
-    return len(lines) - len(keep)
 
 
 def destroy_host(pb: Any, *, check: bool = False, reporter: Any = None, session: boto3.Session | None = None,
@@ -415,5 +417,5 @@ def destroy_host(pb: Any, *, check: bool = False, reporter: Any = None, session:
     if not check and facts.instances:
         port = pb.ssh.port
         hosts = {n for i in facts.instances for n in (i.public_ip, i.private_ip) if n} | {pb.ssh.host or ""}
-        forget_host_keys(pb.known_hosts_file, [h if port == 22 else f"[{h}]:{port}" for h in hosts if h])
+        forget_host_keys(pb.known_hosts_file, [known_hosts_name(h, port) for h in hosts if h])
     return changes

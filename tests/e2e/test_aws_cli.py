@@ -80,7 +80,7 @@ ssh:
     [inst] = ec2.describe_instances(InstanceIds=instances)["Reservations"][0]["Instances"]
     assert inst["MetadataOptions"]["HttpTokens"] == "required"
     [group] = ec2.describe_security_groups(GroupIds=groups)["SecurityGroups"]
-    ssh_rules = [p for p in group["IpPermissions"] if p["FromPort"] == 22]
+    ssh_rules = [p for p in group["IpPermissions"] if p["FromPort"] == sshd.port]  # the rule follows ssh.port
     assert [r["CidrIp"] for p in ssh_rules for r in p["IpRanges"]] == ["198.51.100.0/24"]
     assert not [r for p in ssh_rules for r in p.get("Ipv6Ranges", ())]
 

@@ -162,7 +162,9 @@ def ingress(group: dict[str, Any]) -> set[tuple[int, str]]:
     return out
 
 
-WANT_RULES = {(22, "203.0.113.7/32"), (80, "0.0.0.0/0"), (80, "::/0"), (443, "0.0.0.0/0"), (443, "::/0")}
+def want_rules(ssh_port: int) -> set[tuple[int, str]]:
+    """The SSH rule follows ssh.port (here the banner server's port, as the playbooks dial it)."""
+    return {(ssh_port, "203.0.113.7/32"), (80, "0.0.0.0/0"), (80, "::/0"), (443, "0.0.0.0/0"), (443, "::/0")}
 
 
 def test_provision_twice_makes_exactly_one_host_with_the_promised_settings(
@@ -192,14 +194,14 @@ def test_provision_twice_makes_exactly_one_host_with_the_promised_settings(
     assert tags == {"dockyard:project": "shop", "dockyard:environment": "staging", "Name": "shop-staging",
                     "team": "web"}
     assert inst["MetadataOptions"]["HttpTokens"] == "required"
-    assert inst["MetadataOptions"]["HttpPutResponseHopLimit"] == 2
+    assert inst["MetadataOptions"]["HttpPutResponseHopLimit"] == 1  # containers cannot reach the role
     assert [g["GroupId"] for g in inst["SecurityGroups"]] == [group["GroupId"]]
     [mapping] = inst["BlockDeviceMappings"]
     assert mapping["DeviceName"] == "/dev/sda1"
     [volume] = ec2.describe_volumes(VolumeIds=[mapping["Ebs"]["VolumeId"]])["Volumes"]
     assert (volume["Size"], volume["VolumeType"], volume["Encrypted"]) == (30, "gp3", True)
     assert {t["Key"]: t["Value"] for t in volume["Tags"]} == tags
-    assert ingress(group) == WANT_RULES
+    assert ingress(group) == want_rules(banner)
     assert {t["Key"]: t["Value"] for t in group["Tags"]}["dockyard:environment"] == "staging"
     assert {t["Key"]: t["Value"] for t in key["Tags"]}["dockyard:project"] == "shop"
     assert no_remote_dials and {d[0] for d in no_remote_dials} == {"127.0.0.1"}
@@ -219,10 +221,11 @@ def test_rules_converge_stale_removed_missing_added(aws, tmp_path, banner, no_re
     rep = reporter()
     provider.ensure_host(pb, reporter=rep, session=aws)
     assert statuses(rep)["aws security group"] is Status.CHANGED
-    assert ingress(dockyard_groups(ec2)[0]) == WANT_RULES
+    assert ingress(dockyard_groups(ec2)[0]) == want_rules(banner)
     pb2 = write_playbook(tmp_path, banner, open_ports="[8080]")
     provider.ensure_host(pb2, reporter=reporter(), session=aws)
-    assert ingress(dockyard_groups(ec2)[0]) == {(22, "203.0.113.7/32"), (8080, "0.0.0.0/0"), (8080, "::/0")}
+    assert ingress(dockyard_groups(ec2)[0]) == {(banner, "203.0.113.7/32"), (8080, "0.0.0.0/0"),
+                                                 (8080, "::/0")}
 
 
 def test_a_stopped_host_is_started(aws, tmp_path, banner, no_remote_dials) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from pydantic import ValidationError
 
 from provision.errors import InputError, StepFailed
 from provision.facts.aws import (
@@ -72,10 +73,10 @@ def _pub(tmp_path: Path, kind: str = "ed25519") -> Path:
     return private
 
 
-def _playbook(tmp_path: Path, **host: Any) -> Playbook:
+def _playbook(tmp_path: Path, ssh: dict[str, Any] | None = None, **host: Any) -> Playbook:
     data = {"project": "shop", "environment": "staging", "provider": "aws",
             "host": {"region": "eu-west-1", "ssh_from": ["203.0.113.7/32"], "open_ports": [80, 443], **host},
-            "ssh": {"key_file": str(_pub(tmp_path))}}
+            "ssh": {"key_file": str(_pub(tmp_path)), **(ssh or {})}}
     return Playbook.model_validate(data)
 
 
@@ -142,7 +143,7 @@ def test_fresh_environment_creates_key_group_rules_and_instance_in_order(desired
     params, tokens = ctx.calls[3][1]
     assert params["SecurityGroupIds"] == ["sg-new"]
     assert params["MetadataOptions"]["HttpTokens"] == "required"
-    assert params["MetadataOptions"]["HttpPutResponseHopLimit"] == 2
+    assert params["MetadataOptions"]["HttpPutResponseHopLimit"] == 1  # containers cannot reach IMDS
     assert params["BlockDeviceMappings"] == [{"DeviceName": "/dev/sda1", "Ebs": {
         "VolumeSize": 20, "VolumeType": "gp3", "Encrypted": True, "DeleteOnTermination": True}}]
     kinds = {spec["ResourceType"]: {t["Key"]: t["Value"] for t in spec["Tags"]}
@@ -234,10 +235,47 @@ def test_untagged_group_with_our_name_is_not_touched(desired) -> None:
         plan_host(desired, _facts(desired, sg=_sg(CONVERGED_RULES, tags=[])))
 
 
-def test_port_22_in_open_ports_is_invalid_input(tmp_path: Path) -> None:
-    pb = _playbook(tmp_path, open_ports=[22, 80])
-    with pytest.raises(InputError, match="port 22"):
-        desired_from_playbook(pb, read_local_key(pb.key_file))
+def test_the_ssh_port_in_open_ports_is_refused_by_the_playbook(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="port 22 is the SSH port"):
+        _playbook(tmp_path, open_ports=[22, 80])
+    with pytest.raises(ValidationError, match="port 2222 is the SSH port"):
+        _playbook(tmp_path, ssh={"port": 2222}, open_ports=[80, 2222])
+    assert _playbook(tmp_path, open_ports=[22, 80], ssh={"port": 2222}).host.open_ports == (22, 80)
+
+
+def test_the_ssh_rule_follows_ssh_port(tmp_path: Path) -> None:
+    pb = _playbook(tmp_path, ssh={"port": 2222})
+    d = desired_from_playbook(pb, read_local_key(pb.key_file))
+    ssh_rules = {r for r in d.rules if r.source == "203.0.113.7/32"}
+    assert ssh_rules == {Rule.tcp(2222, "203.0.113.7/32")}
+    stale = {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "203.0.113.7/32"}]}
+    changes = plan_host(d, _facts(d, instances=[_instance()], sg=_sg([stale, *CONVERGED_RULES[1:]])))
+    assert changes[0].data == {"added": ["tcp/2222 from 203.0.113.7/32"], "removed": ["tcp/22 from 203.0.113.7/32"]}
+
+
+def test_ssh_from_anywhere_needs_the_opt_in(tmp_path: Path) -> None:
+    for cidr in ("0.0.0.0/0", "::/0"):
+        with pytest.raises(ValidationError, match="opens SSH to the whole internet"):
+            _playbook(tmp_path, ssh_from=["203.0.113.7/32", cidr])
+    pb = _playbook(tmp_path, ssh_from=["0.0.0.0/0"], allow_ssh_from_anywhere=True)
+    assert Rule.tcp(22, "0.0.0.0/0") in desired_from_playbook(pb, read_local_key(pb.key_file)).rules
+
+
+def test_imds_hop_limit_defaults_to_1_and_converges_on_existing_hosts(tmp_path: Path) -> None:
+    pb = _playbook(tmp_path, imds_hop_limit=2)
+    d = desired_from_playbook(pb, read_local_key(pb.key_file))
+    params = run_instance_params(d, IMAGE, "sg-1")
+    assert params["MetadataOptions"]["HttpPutResponseHopLimit"] == 2
+    for bad in (0, 65, True):
+        with pytest.raises(ValidationError, match="imds_hop_limit"):
+            _playbook(tmp_path, imds_hop_limit=bad)
+    d1 = desired_from_playbook(_playbook(tmp_path), read_local_key(pb.key_file))
+    old = {**_instance(), "MetadataOptions": {"HttpTokens": "required", "HttpPutResponseHopLimit": 2}}
+    changes = plan_host(d1, _facts(d1, instances=[old], sg=_sg(CONVERGED_RULES)))
+    assert [(c.target, c.action) for c in changes] == [("aws:instance:metadata", "update")]
+    assert apply(changes).calls == [("set_metadata_options", ("i-0abc", 1))]
+    old["MetadataOptions"]["HttpPutResponseHopLimit"] = 1
+    assert plan_host(d1, _facts(d1, instances=[old], sg=_sg(CONVERGED_RULES))) == []
 
 
 def test_client_tokens_are_stable_per_generation_and_new_after_teardown() -> None:
