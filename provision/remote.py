@@ -2,7 +2,7 @@
 
 Contract (setup and deploy code against these names):
 
-- `SshTarget(host, port, user, key_file, known_hosts, jump, connect_timeout)`;
+- `SshTarget(host, port, user, key_file, known_hosts, jump, connect_timeout, max_sessions)`;
   `SshTarget.from_playbook(playbook, address)` takes `ssh.*` from the playbook (`ssh.host` overrides
   `address`); `SshTarget.from_host(playbook, host_info)` takes address/port/user from a provider's HostInfo.
 - `Remote(target)`: one `fabric.Connection`, opened lazily (or with `open()`), usable as a context manager.
@@ -13,11 +13,18 @@ Contract (setup and deploy code against these names):
   - `run_script(script, *, sudo=False, check=True, timeout=None)`: a POSIX sh script sent on stdin to `sh -s`
     (the batched fact-gathering command: one round trip).
   - `put_file(path, content, mode=0o644, owner=None, sudo=False)`: atomic (temp file in the same directory,
-    then rename); SFTP when no privilege is needed, otherwise streamed on stdin to
+    then rename); SFTP (a channel per upload, closed after it) when no privilege is needed, otherwise
+    streamed on stdin to
     `sudo sh -c 'cat > tmp; chmod; mv'`.
     The content never appears in argv.
+  - `open_channel(what) -> ChannelLease`: THE place session channels are opened. It takes a slot of the
+    connection's `ChannelBudget` first (`ssh.max_sessions`, default 8: below sshd's default MaxSessions 10),
+    waiting while all are in use; a channel the server refuses lowers the budget to what was open then
+    (warned once through `warn`) and is asked for again after a short pause. `run`, SFTP uploads,
+    `engine_get`, the Docker SDK's connections and `docker load` all come through here.
   - `reconnect()`: a new SSH session (e.g. after the user joined the docker group); the Docker client is
-    renewed.
+    renewed. `recover(generation)`: the runner's reconnect after a lost connection, once for all the threads
+    that saw it (`generation` is `connections_opened` when they started).
   - `docker() -> docker.DockerClient`: HTTP over `docker system dial-stdio` channels opened on this same
     paramiko Transport (no second SSH connection, no TCP listener on the host).
   - `engine_get(paths) -> list`: read-only Engine API GETs (decoded JSON, in order) over ONE dial-stdio
@@ -27,19 +34,21 @@ Contract (setup and deploy code against these names):
 - Host keys: trust on first use into `known_hosts` (its directory is created), strict afterwards; a changed
   key raises `StepFailed` naming the file and line and the `ssh-keygen -R` command that clears it.
 - TCP_NODELAY is set on the socket (paramiko leaves Nagle on: ~45 ms per round trip otherwise).
-- Connection errors (auth failure, refused, timeout, unknown host) become `StepFailed` with one readable line.
+- Connection errors (auth failure, refused, timeout, unknown host) become `StepFailed` with one readable line;
+  a connection lost mid-operation is `ConnectionLost` (a StepFailed the runner retries once after recover()).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shlex
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -47,7 +56,9 @@ from typing import TYPE_CHECKING, Any
 import paramiko
 from fabric import Config, Connection
 
+from provision.channels import DEFAULT_MAX_SESSIONS, DEFAULT_WAIT, ChannelBudget, ChannelLease, ConnectionLost
 from provision.errors import StepFailed
+from provision.sshconn import known_hosts_line, nodelay, parse_jump, prepare_client
 
 if TYPE_CHECKING:
     import docker
@@ -55,6 +66,10 @@ if TYPE_CHECKING:
     from provision.spec import Playbook
 
 STDERR_TAIL = 800  # characters of stderr carried by a failure message
+REFUSALS = 8  # channel refusals in a row before giving up (each lowers the budget or waits a little longer)
+BACKOFF = 0.2  # seconds after a refused channel, times the attempt number
+
+_log = logging.getLogger("dockyard")
 
 
 @dataclass(frozen=True)
@@ -66,6 +81,7 @@ class SshTarget:
     known_hosts: Path = Path("known_hosts")
     jump: str | None = None  # "user@host:port"
     connect_timeout: float = 10.0
+    max_sessions: int = DEFAULT_MAX_SESSIONS  # session channels open at once on the connection
 
     @classmethod
     def from_playbook(cls, playbook: Playbook, address: str | None) -> SshTarget:
@@ -74,7 +90,7 @@ class SshTarget:
             raise StepFailed("no address to connect to: the host has none yet and ssh.host is not set")
         return cls(host=host, port=playbook.ssh.port, user=playbook.ssh_user, key_file=playbook.key_file,
                    known_hosts=playbook.known_hosts_file, jump=playbook.ssh.jump,
-                   connect_timeout=playbook.ssh.connect_timeout)
+                   connect_timeout=playbook.ssh.connect_timeout, max_sessions=playbook.ssh.max_sessions)
 
     @classmethod
     def from_host(cls, playbook: Playbook, info: Any) -> SshTarget:
@@ -119,66 +135,6 @@ def command_line(argv: Sequence[str], *, sudo: bool, user: str) -> str:
     return line
 
 
-# --- host keys -------------------------------------------------------------------------------------------
-
-
-class _TrustOnFirstUse(paramiko.MissingHostKeyPolicy):
-    """Unknown host → remember its key in our known_hosts file. A *changed* key never reaches this policy:
-    paramiko raises BadHostKeyException first (strict afterwards)."""
-
-    def __init__(self, path: Path, name: str) -> None:
-        self.path = path
-        self.name = name
-
-    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        line = f"{self.name} {key.get_name()} {key.get_base64()}\n"
-        existing = self.path.read_text(encoding="utf-8") if self.path.exists() else ""
-        if line not in existing.splitlines(keepends=True):  # e.g. a bastion that is also the target
-            with self.path.open("a", encoding="utf-8") as fh:
-                fh.write(line)
-        client.get_host_keys().add(hostname, key.get_name(), key)
-
-
-def _known_hosts_line(path: Path, name: str) -> int | None:
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return None
-    for number, line in enumerate(lines, 1):
-        fields = line.split()
-        if fields and name in fields[0].split(","):
-            return number
-    return None
-
-
-def _prepare_client(conn: Connection, known_hosts: Path, name: str) -> None:
-    client = conn.client
-    keys = client.get_host_keys()
-    if known_hosts.exists():
-        try:
-            keys.load(str(known_hosts))
-        except (OSError, paramiko.SSHException) as exc:
-            raise StepFailed(f"cannot read known_hosts file {known_hosts}: {exc}") from None
-    client.set_missing_host_key_policy(_TrustOnFirstUse(known_hosts, name))
-
-
-def _nodelay(transport: paramiko.Transport | None) -> None:
-    sock = getattr(transport, "sock", None)
-    if isinstance(sock, socket.socket):
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
-def _parse_jump(jump: str) -> tuple[str | None, str, int]:
-    user, _, hostport = jump.rpartition("@")
-    host, port = hostport, 22
-    if hostport.count(":") == 1:
-        host, p = hostport.split(":")
-        port = int(p)
-    return (user or None), host.strip("[]"), port
-
-
 # --- the connection ----------------------------------------------------------------------------------------
 
 
@@ -189,8 +145,10 @@ class Remote:
         self.target = target
         self.conn: Connection | None = None
         self._gateway: Connection | None = None
-        self._sftp: paramiko.SFTPClient | None = None
         self._docker: docker.DockerClient | None = None
+        self.budget = ChannelBudget(target.max_sessions, name=f"ssh {target.label}")
+        self.channel_wait = DEFAULT_WAIT  # how long a channel request waits for a free slot
+        self.warn: Callable[[str], None] = _log.warning  # the runner points it at the reporter
         self._api_version: str | None = None  # the engine's, from any answer engine_get got (saves a round trip)
         self._lock = threading.RLock()
         self.connections_opened = 0  # how many SSH sessions this Remote made (1 + reconnects)
@@ -213,11 +171,14 @@ class Remote:
 
     @property
     def transport(self) -> paramiko.Transport:
-        self.open()
-        assert self.conn is not None
-        transport = self.conn.client.get_transport()
+        conn = self.conn
+        if conn is None or not conn.is_connected:  # no lock once connected: channel openers never queue here
+            self.open()
+            conn = self.conn
+        assert conn is not None
+        transport = conn.client.get_transport()
         if transport is None or not transport.is_active():
-            raise StepFailed(f"ssh {self.target.label}: the connection was closed")
+            raise ConnectionLost(f"ssh {self.target.label}: the connection was lost")
         return transport
 
     def _connection(self, host: str, port: int, user: str | None, gateway: Connection | None) -> Connection:
@@ -232,7 +193,7 @@ class Remote:
                           gateway=gateway if gateway is not None else False,
                           config=config)
         name = host if port == 22 else f"[{host}]:{port}"
-        _prepare_client(conn, t.known_hosts, name)
+        prepare_client(conn, t.known_hosts, name)
         return conn
 
     def open(self) -> Remote:
@@ -244,7 +205,7 @@ class Remote:
                 raise StepFailed(f"ssh {t.label}: key file {t.key_file} does not exist (and no ssh-agent)")
             gateway = None
             if t.jump:
-                juser, jhost, jport = _parse_jump(t.jump)
+                juser, jhost, jport = parse_jump(t.jump)
                 gateway = self._connection(jhost, jport, juser, None)
                 self._gateway = gateway
             conn = self._connection(t.host, t.port, None, gateway)
@@ -254,9 +215,10 @@ class Remote:
                 with contextlib.suppress(Exception):
                     conn.close()
                 raise self._connect_error(exc) from None
-            _nodelay(conn.client.get_transport())
+            nodelay(conn.client.get_transport())
             if gateway is not None:
-                _nodelay(gateway.client.get_transport())
+                nodelay(gateway.client.get_transport())
+            self.budget.reset()
             self.conn = conn
             self.connections_opened += 1
             return self
@@ -265,7 +227,7 @@ class Remote:
         t = self.target
         where = f"ssh {t.label}"
         if isinstance(exc, paramiko.BadHostKeyException):
-            line = _known_hosts_line(t.known_hosts, t.known_hosts_name)
+            line = known_hosts_line(t.known_hosts, t.known_hosts_name)
             at = f"{t.known_hosts}:{line}" if line else str(t.known_hosts)
             return StepFailed(
                 f"{where}: the host key changed (remembered in {at}); if the host was rebuilt, clear it with "
@@ -292,10 +254,6 @@ class Remote:
                 with contextlib.suppress(Exception):
                     self._docker.close()
                 self._docker = None
-            if self._sftp is not None:
-                with contextlib.suppress(Exception):
-                    self._sftp.close()
-                self._sftp = None
             if self.conn is not None:
                 with contextlib.suppress(Exception):
                     self.conn.close()
@@ -304,11 +262,55 @@ class Remote:
                 with contextlib.suppress(Exception):
                     self._gateway.close()
                 self._gateway = None
+            self.budget.reset()
 
     def reconnect(self) -> Remote:
         """A fresh SSH session: group membership changes (docker group) apply to it."""
-        self.close()
-        return self.open()
+        with self._lock:
+            self.close()
+            return self.open()
+
+    @property
+    def generation(self) -> int:
+        return self.connections_opened
+
+    def recover(self, generation: int) -> bool:
+        """After a lost connection: reconnect (bounded by the connect timeout), unless another thread already
+        did since `generation`, or the connection is in fact still up. True when this call reconnected."""
+        with self._lock:
+            if self.connections_opened != generation or self._alive():
+                return False
+            self.reconnect()
+            return True
+
+    def _alive(self) -> bool:
+        transport = self.conn.client.get_transport() if self.conn is not None else None
+        return transport is not None and transport.is_active()
+
+    # channels
+    def open_channel(self, what: str = "a session") -> ChannelLease:
+        """A new session channel on this connection, within the budget (see the module docstring)."""
+        label = f"ssh {self.target.label}"
+        for attempt in range(1, REFUSALS + 1):
+            slot = self.budget.acquire(self.channel_wait, what)
+            try:
+                chan = self.transport.open_session(timeout=self.target.connect_timeout)
+            except paramiko.ChannelException:  # sshd's MaxSessions is below our budget
+                warning = self.budget.refused(self.budget.in_use - 1)
+                slot.release()
+                if warning:
+                    self.warn(warning)
+                time.sleep(BACKOFF * attempt)
+                continue
+            except paramiko.SSHException as exc:
+                slot.release()
+                raise ConnectionLost(f"{label}: cannot open a session: {exc}") from None
+            except BaseException:
+                slot.release()
+                raise
+            return ChannelLease(chan, slot)
+        raise ConnectionLost(f"{label}: the server refused a session {REFUSALS} times "
+                             f"(with {self.budget.limit} open at most)")
 
     # commands
     def run(self, argv: Sequence[str], *, sudo: bool = False, stdin: bytes | None = None, check: bool = True,
@@ -325,10 +327,8 @@ class Remote:
 
     def _exec(self, line: str, *, stdin: bytes | None, check: bool, timeout: float | None,
               shown: str) -> RunResult:
-        try:
-            chan = self.transport.open_session(timeout=self.target.connect_timeout)
-        except paramiko.SSHException as exc:
-            raise StepFailed(f"ssh {self.target.label}: cannot open a session: {exc}") from None
+        lease = self.open_channel(f"`{_short(shown, 60)}`")
+        chan = lease.channel
         out: list[bytes] = []
         err: list[bytes] = []
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -351,10 +351,12 @@ class Remote:
         except TimeoutError:
             raise StepFailed(f"`{_short(shown)}` timed out after {timeout:g}s") from None
         except (paramiko.SSHException, OSError, EOFError) as exc:
-            raise StepFailed(f"ssh {self.target.label}: connection lost during `{_short(shown)}`: {exc}"
-                             ) from None
+            raise ConnectionLost(f"ssh {self.target.label}: connection lost during `{_short(shown)}`: {exc}"
+                                 ) from None
         finally:
-            chan.close()
+            lease.close()
+        if code == -1 and not self._alive():  # the channel closed without an exit status: the connection died
+            raise ConnectionLost(f"ssh {self.target.label}: connection lost during `{_short(shown)}`")
         result = RunResult(code, b"".join(out).decode("utf-8", "replace"),
                            b"".join(err).decode("utf-8", "replace"))
         if check and code != 0:
@@ -379,25 +381,32 @@ class Remote:
                 detail = str(exc).split(": ", 1)[-1] if "exited" in str(exc) else str(exc)
                 raise StepFailed(f"upload {path} to {self.target.label} failed: {detail}") from None
             return
-        with self._lock:
-            sftp = self._sftp_client()
+        # a channel per upload, closed before anything else runs: an idle SFTP session would hold a slot of
+        # the budget forever, and a `run` inside it would need a second one (a deadlock at max_sessions 1)
+        with self.open_channel("SFTP") as lease:
+            try:
+                lease.channel.invoke_subsystem("sftp")
+                sftp = paramiko.SFTPClient(lease.channel)
+            except (paramiko.SSHException, EOFError, OSError) as exc:
+                raise ConnectionLost(f"ssh {self.target.label}: cannot start SFTP: {exc}") from None
             try:
                 with sftp.open(tmp, "wb") as fh:
                     fh.chmod(mode)  # before any byte is written (secrets are 0600 from the start)
                     fh.set_pipelined(True)
                     fh.write(content)
-                if owner is not None:
-                    self.run(["chown", owner, tmp])
-                sftp.posix_rename(tmp, str(target))
+                if owner is None:
+                    sftp.posix_rename(tmp, str(target))
             except OSError as exc:
                 with contextlib.suppress(OSError):
                     sftp.remove(tmp)
                 raise StepFailed(f"upload {path} to {self.target.label} failed: {exc}") from None
-
-    def _sftp_client(self) -> paramiko.SFTPClient:
-        if self._sftp is None:
-            self._sftp = self.transport.open_sftp_client()
-        return self._sftp
+            finally:
+                sftp.close()
+        if owner is not None:
+            r = self.run(["sh", "-c", 'chown "$1" "$2" && mv -f "$2" "$3" || { rm -f "$2"; exit 1; }', "sh",
+                          owner, tmp, str(target)], check=False)
+            if not r.ok:
+                raise StepFailed(f"upload {path} to {self.target.label} failed: {tail(r.stderr, 300)}")
 
     def read_file(self, path: str, *, sudo: bool = False) -> bytes | None:
         """The file's bytes, or None when it does not exist (one round trip)."""
@@ -414,18 +423,21 @@ class Remote:
         """GET each Engine API path over ONE `docker system dial-stdio` channel; see provision.engine_api."""
         from provision.engine_api import read_engine
 
-        docs, version = read_engine(self.transport, self.target, paths, timeout=timeout)
+        docs, version = read_engine(self.open_channel, self.target, paths, timeout=timeout)
         self._api_version = version or self._api_version
         return docs
 
     def docker(self, *, timeout: float = 120) -> docker.DockerClient:
         """A Docker SDK client whose HTTP requests ride `docker system dial-stdio` on this SSH connection."""
+        if self._docker is not None:
+            return self._docker
+        if self._api_version is None:  # one budgeted read (an explicit version makes the SDK ask nothing)
+            self.engine_get(["/version"], timeout=timeout)
         with self._lock:
             if self._docker is None:
-                self.transport  # noqa: B018 - connect now, so errors surface here
                 from provision.engine_api import docker_client
 
-                self._docker = docker_client(lambda: self.transport, timeout, self._api_version)
+                self._docker = docker_client(self.open_channel, self.budget, timeout, self._api_version or "1.41")
             return self._docker
 
 

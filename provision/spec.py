@@ -184,6 +184,8 @@ class SshSpec(Frozen):
     jump: str | None = None  # bastion, "user@host:port"
     known_hosts: Path | None = None  # default: .dockyard/<environment>/known_hosts beside the playbook
     connect_timeout: PositiveDuration = 10.0
+    # session channels dockyard opens at once on its one connection (sshd's MaxSessions is 10 by default)
+    max_sessions: Int = Field(8, ge=1, le=1000)
 
     @field_validator("user")
     @classmethod
