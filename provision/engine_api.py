@@ -14,6 +14,7 @@ the host).
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import queue
 from collections.abc import Callable, Sequence
@@ -91,6 +92,42 @@ def read_engine(open_channel: OpenChannel, target: SshTarget, paths: Sequence[st
     return docs, version
 
 
+class _ChannelIO(io.RawIOBase):
+    """The raw reader under an HTTP response: what docker-py expects a response's socket to be when it reads
+    a stream itself (exec, attach: `response.raw._fp.fp.raw`, then `recv`/`fileno`). Closing it leaves the
+    channel open (keep-alive); the connection closes the channel."""
+
+    def __init__(self, chan: paramiko.Channel) -> None:
+        self.chan = chan
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.chan.recv(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+    def recv(self, n: int) -> bytes:
+        return self.chan.recv(n)
+
+    def fileno(self) -> int:
+        return self.chan.fileno()
+
+
+class _ChannelSocket:
+    """A dial-stdio channel as the socket of an http.client connection."""
+
+    def __init__(self, chan: paramiko.Channel) -> None:
+        self.chan = chan
+
+    def makefile(self, mode: str, *args: Any, **kwargs: Any) -> io.BufferedReader:
+        return io.BufferedReader(_ChannelIO(self.chan))
+
+    def __getattr__(self, name: str) -> Any:  # sendall, settimeout, gettimeout, fileno, close, recv …
+        return getattr(self.chan, name)
+
+
 class DialStdioConnection(HTTPConnection):
     """An HTTP connection whose socket is a `docker system dial-stdio` channel (what docker-py's own
     SSHConnection does, minus its SSH client). Closing it closes the channel and gives back its budget slot."""
@@ -109,7 +146,7 @@ class DialStdioConnection(HTTPConnection):
             lease.close()
             raise
         self._lease = lease
-        self.sock = lease.channel
+        self.sock = _ChannelSocket(lease.channel)  # type: ignore[assignment]
 
     def close(self) -> None:
         try:
