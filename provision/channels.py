@@ -25,6 +25,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import paramiko
+
 from provision.errors import StepFailed
 
 DEFAULT_MAX_SESSIONS = 8  # below OpenSSH's default MaxSessions 10: room for the user's own sessions
@@ -175,3 +177,30 @@ class ChannelLease:
                 self.channel.close()
         finally:
             self.slot.release()
+
+
+def drain(read: Any, sink: list[bytes], quiet: bool = False) -> None:
+    """Read a channel stream to its end into `sink` (`quiet`: a reader thread, whose caller reports errors)."""
+    while True:
+        try:
+            chunk = read(65536)
+        except (TimeoutError, OSError, paramiko.SSHException):
+            if quiet:  # a reader thread: the main thread reports the timeout / lost connection
+                return
+            raise
+        if not chunk:
+            return
+        sink.append(chunk)
+
+
+def feed(chan: Any, data: bytes) -> None:
+    """Write `data` to a channel's stdin, then close it."""
+    try:
+        view = memoryview(data)
+        for start in range(0, len(view), 32768):
+            chan.sendall(view[start:start + 32768])
+    except (OSError, paramiko.SSHException):
+        pass  # the command exited without reading everything; its exit code says what happened
+    finally:
+        with contextlib.suppress(OSError, paramiko.SSHException):
+            chan.shutdown_write()

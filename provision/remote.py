@@ -44,7 +44,6 @@ import contextlib
 import logging
 import os
 import shlex
-import socket
 import threading
 import time
 import uuid
@@ -56,9 +55,17 @@ from typing import TYPE_CHECKING, Any
 import paramiko
 from fabric import Config, Connection
 
-from provision.channels import DEFAULT_MAX_SESSIONS, DEFAULT_WAIT, ChannelBudget, ChannelLease, ConnectionLost
+from provision.channels import (
+    DEFAULT_MAX_SESSIONS,
+    DEFAULT_WAIT,
+    ChannelBudget,
+    ChannelLease,
+    ConnectionLost,
+    drain,
+    feed,
+)
 from provision.errors import StepFailed
-from provision.sshconn import known_hosts_line, nodelay, parse_jump, prepare_client
+from provision.sshconn import connect_error, nodelay, parse_jump, prepare_client
 
 if TYPE_CHECKING:
     import docker
@@ -214,7 +221,7 @@ class Remote:
             except Exception as exc:
                 with contextlib.suppress(Exception):
                     conn.close()
-                raise self._connect_error(exc) from None
+                raise connect_error(self.target, exc, self.banner_timeout) from None
             nodelay(conn.client.get_transport())
             if gateway is not None:
                 nodelay(gateway.client.get_transport())
@@ -222,31 +229,6 @@ class Remote:
             self.conn = conn
             self.connections_opened += 1
             return self
-
-    def _connect_error(self, exc: Exception) -> StepFailed:
-        t = self.target
-        where = f"ssh {t.label}"
-        if isinstance(exc, paramiko.BadHostKeyException):
-            line = known_hosts_line(t.known_hosts, t.known_hosts_name)
-            at = f"{t.known_hosts}:{line}" if line else str(t.known_hosts)
-            return StepFailed(
-                f"{where}: the host key changed (remembered in {at}); if the host was rebuilt, clear it with "
-                f"ssh-keygen -R '{t.known_hosts_name}' -f {t.known_hosts}")
-        if isinstance(exc, paramiko.AuthenticationException):
-            return StepFailed(f"{where}: authentication failed (key {t.key_file})")
-        if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError | ConnectionRefusedError):
-            return StepFailed(f"{where}: connection refused")
-        if isinstance(exc, paramiko.SSHException) and ("banner" in str(exc).lower()
-                                                       or "no existing session" in str(exc).lower()):
-            return StepFailed(f"{where}: the SSH handshake did not complete within {self.banner_timeout:g}s "
-                              "(no SSH banner: is sshd running there?)")
-        if isinstance(exc, socket.timeout | TimeoutError):
-            return StepFailed(f"{where}: timed out after {t.connect_timeout:g}s")
-        if isinstance(exc, socket.gaierror):
-            return StepFailed(f"{where}: unknown host ({exc.strerror})")
-        if isinstance(exc, StepFailed):
-            return exc
-        return StepFailed(f"{where}: {type(exc).__name__}: {exc}".rstrip(": "))
 
     def close(self) -> None:
         with self._lock:
@@ -335,14 +317,14 @@ class Remote:
         try:
             chan.settimeout(timeout)
             chan.exec_command(line)
-            readers = [threading.Thread(target=_drain, args=(chan.recv_stderr, err, True), daemon=True)]
+            readers = [threading.Thread(target=drain, args=(chan.recv_stderr, err, True), daemon=True)]
             if stdin is not None:
-                readers.append(threading.Thread(target=_feed, args=(chan, stdin), daemon=True))
+                readers.append(threading.Thread(target=feed, args=(chan, stdin), daemon=True))
             else:
                 chan.shutdown_write()
             for t in readers:
                 t.start()
-            _drain(chan.recv, out)
+            drain(chan.recv, out)
             for t in readers:
                 t.join(None if deadline is None else max(0.1, deadline - time.monotonic()))
             if deadline is not None and time.monotonic() > deadline and not chan.exit_status_ready():
@@ -439,31 +421,6 @@ class Remote:
 
                 self._docker = docker_client(self.open_channel, self.budget, timeout, self._api_version or "1.41")
             return self._docker
-
-
-def _drain(read: Any, sink: list[bytes], quiet: bool = False) -> None:
-    while True:
-        try:
-            chunk = read(65536)
-        except (TimeoutError, OSError, paramiko.SSHException):
-            if quiet:  # a reader thread: the main thread reports the timeout / lost connection
-                return
-            raise
-        if not chunk:
-            return
-        sink.append(chunk)
-
-
-def _feed(chan: paramiko.Channel, data: bytes) -> None:
-    try:
-        view = memoryview(data)
-        for start in range(0, len(view), 32768):
-            chan.sendall(view[start:start + 32768])
-    except (OSError, paramiko.SSHException):
-        pass  # the command exited without reading everything; its exit code says what happened
-    finally:
-        with contextlib.suppress(OSError, paramiko.SSHException):
-            chan.shutdown_write()
 
 
 def _short(text: str, limit: int = 160) -> str:

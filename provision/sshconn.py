@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import socket
 from pathlib import Path
+from typing import Any
 
 import paramiko
 from fabric import Connection
@@ -75,3 +76,27 @@ def parse_jump(jump: str) -> tuple[str | None, str, int]:
     return (user or None), host.strip("[]"), port
 
 
+def connect_error(t: Any, exc: Exception, banner_timeout: float) -> StepFailed:
+    """One readable line for a failed connection attempt to `t` (an SshTarget)."""
+    where = f"ssh {t.label}"
+    if isinstance(exc, paramiko.BadHostKeyException):
+        line = known_hosts_line(t.known_hosts, t.known_hosts_name)
+        at = f"{t.known_hosts}:{line}" if line else str(t.known_hosts)
+        return StepFailed(
+            f"{where}: the host key changed (remembered in {at}); if the host was rebuilt, clear it with "
+            f"ssh-keygen -R '{t.known_hosts_name}' -f {t.known_hosts}")
+    if isinstance(exc, paramiko.AuthenticationException):
+        return StepFailed(f"{where}: authentication failed (key {t.key_file})")
+    if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError | ConnectionRefusedError):
+        return StepFailed(f"{where}: connection refused")
+    if isinstance(exc, paramiko.SSHException) and ("banner" in str(exc).lower()
+                                                   or "no existing session" in str(exc).lower()):
+        return StepFailed(f"{where}: the SSH handshake did not complete within {banner_timeout:g}s "
+                          "(no SSH banner: is sshd running there?)")
+    if isinstance(exc, socket.timeout | TimeoutError):
+        return StepFailed(f"{where}: timed out after {t.connect_timeout:g}s")
+    if isinstance(exc, socket.gaierror):
+        return StepFailed(f"{where}: unknown host ({exc.strerror})")
+    if isinstance(exc, StepFailed):
+        return exc
+    return StepFailed(f"{where}: {type(exc).__name__}: {exc}".rstrip(": "))
