@@ -111,7 +111,9 @@ def test_ten_apps_over_one_connection_to_a_stock_sshd(max_sessions: int | None, 
         return result, out.getvalue(), remote
 
     try:
+        started = time.monotonic()
         first, output, remote = one_deploy()
+        first_took, first_peak = time.monotonic() - started, remote.budget.peak
         assert not first.failed, failures(first) + "\n" + output
         assert remote.connections_opened == 1
         assert remote.budget.limit == budget and remote.budget.peak <= budget  # never lowered, never exceeded
@@ -127,8 +129,12 @@ def test_ten_apps_over_one_connection_to_a_stock_sshd(max_sessions: int | None, 
         labels = {"label": [f"dockyard.project={project}"]}
         before = {c["Names"][0]: c["Id"] for c in docker_client.api.containers(filters=labels)}
         assert len(before) == APPS
+        started = time.monotonic()
         again, output, remote = one_deploy()
         assert not again.failed, failures(again) + "\n" + output
+        # a figure for `pytest -s` (bench/ has the real benchmarks), never asserted
+        print(f"\n{APPS} apps, max_sessions {budget}: first deploy {first_took:.1f}s with at most {first_peak} "
+              f"channels open; no-op {time.monotonic() - started:.1f}s with at most {remote.budget.peak}")
         assert again.built == [] and sum(1 for t in again.recap.results if t.status.value == "changed") == 0
         after = {c["Names"][0]: c["Id"] for c in docker_client.api.containers(filters=labels)}
         assert after == before
