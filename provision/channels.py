@@ -10,7 +10,8 @@ So every channel is opened through `Remote.open_channel()`, which first takes a 
   dial-stdio connections) to give back what they hold idle, so idle channels never starve a waiter.
 - `Slot.release()` is idempotent. `reset()` (a new SSH connection) forgets every slot of the old one: a
   late release of an old slot does not free a slot of the new connection.
-- `refused(others)`: the server refused a channel while `others` were open; the limit drops to that (min 1).
+- `Slot.opened()` marks its channel open; `refused()`: the server refused a channel while `open` channels were
+  open (not counting ones still being opened); the limit drops to that (min 1).
 - `ChannelLease`: an open channel plus its slot; closing it closes the channel and releases the slot, once.
 - `ConnectionLost`: the SSH connection dropped (or refused a channel for good) in the middle of an operation;
   the runner reconnects once and retries the step (`is_connection_loss` also recognises the Docker SDK's /
@@ -63,17 +64,28 @@ class Slot:
         self._budget = budget
         self._generation = generation
         self._released = False
+        self._opened = False
         self._lock = threading.Lock()
 
     @property
     def released(self) -> bool:
         return self._released
 
+    def opened(self) -> None:
+        """Its channel is open now (until then the slot is only reserved)."""
+        with self._lock:
+            if not self._released and not self._opened:
+                self._opened = True
+                self._budget._count_open(self._generation, +1)
+
     def release(self) -> None:
         with self._lock:
             if self._released:
                 return
             self._released = True
+            opened = self._opened
+        if opened:
+            self._budget._count_open(self._generation, -1)
         self._budget._give_back(self._generation)
 
 
@@ -84,7 +96,8 @@ class ChannelBudget:
             raise ValueError("a channel budget is at least 1")
         self.name = name
         self.limit = limit
-        self.in_use = 0
+        self.in_use = 0  # slots taken (channels open or being opened)
+        self.open = 0  # of which the channel is open
         self.peak = 0  # the most slots held at once (tests and bench read it)
         self.generation = 0
         self._clock = clock
@@ -130,17 +143,24 @@ class ChannelBudget:
             self.in_use -= 1
             self._cond.notify()
 
+    def _count_open(self, generation: int, delta: int) -> None:
+        with self._cond:
+            if generation == self.generation:
+                self.open += delta
+
     def reset(self) -> None:
         """A new connection: no channel of the old one counts any more (the limit, learnt, stays)."""
         with self._cond:
             self.generation += 1
             self.in_use = 0
+            self.open = 0
             self._cond.notify_all()
 
-    def refused(self, others: int) -> str | None:
-        """The server refused a channel while `others` were open: use at most that many (min 1) from now on.
-        Returns the warning to show, the first time only."""
+    def refused(self, others: int | None = None) -> str | None:
+        """The server refused a channel while `others` (default: the ones open now) were open: use at most
+        that many (min 1) from now on. Returns the warning to show, the first time only."""
         with self._cond:
+            others = self.open if others is None else others
             lowered = max(1, others)
             if lowered >= self.limit:
                 return None

@@ -278,7 +278,7 @@ class Remote:
             try:
                 chan = self.transport.open_session(timeout=self.target.connect_timeout)
             except paramiko.ChannelException:  # sshd's MaxSessions is below our budget
-                warning = self.budget.refused(self.budget.in_use - 1)
+                warning = self.budget.refused()
                 slot.release()
                 if warning:
                     self.warn(warning)
@@ -290,6 +290,7 @@ class Remote:
             except BaseException:
                 slot.release()
                 raise
+            slot.opened()
             return ChannelLease(chan, slot)
         raise ConnectionLost(f"{label}: the server refused a session {REFUSALS} times "
                              f"(with {self.budget.limit} open at most)")

@@ -250,10 +250,12 @@ def test_a_lease_closes_its_channel_and_releases_its_slot_once() -> None:
     transport = FakeTransport()
     budget = ChannelBudget(3)
     lease = ChannelLease(transport.open_session(), budget.acquire())
+    assert budget.open == 0  # reserved, not yet open: a refusal now would not count it
+    lease.slot.opened()
     with lease:
-        assert transport.open == 1 and budget.in_use == 1
+        assert transport.open == 1 and budget.in_use == 1 and budget.open == 1
     lease.close()
-    assert transport.open == 0 and budget.in_use == 0 and lease.closed
+    assert transport.open == 0 and budget.in_use == 0 and budget.open == 0 and lease.closed
 
 
 def test_connection_loss_is_told_apart_from_an_answer() -> None:
