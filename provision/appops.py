@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from provision.channels import ConnectionLost, is_connection_loss
 from provision.errors import StepFailed
 
 if TYPE_CHECKING:
@@ -180,8 +181,9 @@ def _build(
                 image_id = aux.get("ID", image_id)
         except StepFailed:
             raise
-        except Exception as exc:  # APIError, connection trouble
-            raise StepFailed(f"build of {tag} failed: {redact(_why(exc))}") from None
+        except Exception as exc:  # APIError, connection trouble (the runner reconnects and retries once)
+            lost = ConnectionLost if is_connection_loss(exc) else StepFailed
+            raise lost(f"build of {tag} failed: {redact(_why(exc))}") from None
     ctx.built.append(tag)
     return image_id
 

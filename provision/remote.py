@@ -2,7 +2,7 @@
 
 Contract (setup and deploy code against these names):
 
-- `SshTarget(host, port, user, key_file, known_hosts, jump, connect_timeout)`;
+- `SshTarget(host, port, user, key_file, known_hosts, jump, connect_timeout, max_sessions)`;
   `SshTarget.from_playbook(playbook, address)` takes `ssh.*` from the playbook (`ssh.host` overrides
   `address`); `SshTarget.from_host(playbook, host_info)` takes address/port/user from a provider's HostInfo.
 - `Remote(target)`: one `fabric.Connection`, opened lazily (or with `open()`), usable as a context manager.
@@ -13,11 +13,18 @@ Contract (setup and deploy code against these names):
   - `run_script(script, *, sudo=False, check=True, timeout=None)`: a POSIX sh script sent on stdin to `sh -s`
     (the batched fact-gathering command: one round trip).
   - `put_file(path, content, mode=0o644, owner=None, sudo=False)`: atomic (temp file in the same directory,
-    then rename); SFTP when no privilege is needed, otherwise streamed on stdin to
+    then rename); SFTP (a channel per upload, closed after it) when no privilege is needed, otherwise
+    streamed on stdin to
     `sudo sh -c 'cat > tmp; chmod; mv'`.
     The content never appears in argv.
+  - `open_channel(what) -> ChannelLease`: THE place session channels are opened. It takes a slot of the
+    connection's `ChannelBudget` first (`ssh.max_sessions`, default 8: below sshd's default MaxSessions 10),
+    waiting while all are in use; a channel the server refuses lowers the budget to what was open then
+    (warned once through `warn`) and is asked for again after a short pause. `run`, SFTP uploads,
+    `engine_get`, the Docker SDK's connections and `docker load` all come through here.
   - `reconnect()`: a new SSH session (e.g. after the user joined the docker group); the Docker client is
-    renewed.
+    renewed. `recover(generation)`: the runner's reconnect after a lost connection, once for all the threads
+    that saw it (`generation` is `connections_opened` when they started).
   - `docker() -> docker.DockerClient`: HTTP over `docker system dial-stdio` channels opened on this same
     paramiko Transport (no second SSH connection, no TCP listener on the host).
   - `engine_get(paths) -> list`: read-only Engine API GETs (decoded JSON, in order) over ONE dial-stdio
@@ -28,19 +35,20 @@ Contract (setup and deploy code against these names):
   `known_hosts` plus read-only files (~/.ssh/known_hosts), trust on first use unless strict; an unknown (strict),
   changed or unpinned key raises `StepFailed` naming the host (target or jump host) whose key it is.
 - TCP_NODELAY is set on the socket (paramiko leaves Nagle on: ~45 ms per round trip otherwise).
-- Connection errors (auth failure, refused, timeout, unknown host) become `StepFailed` with one readable line.
+- Connection errors (auth failure, refused, timeout, unknown host) become `StepFailed` with one readable line;
+  a connection lost mid-operation is `ConnectionLost` (a StepFailed the runner retries once after recover()).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shlex
-import socket
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -48,8 +56,18 @@ from typing import TYPE_CHECKING, Any
 import paramiko
 from fabric import Config, Connection
 
+from provision.channels import (
+    DEFAULT_MAX_SESSIONS,
+    DEFAULT_WAIT,
+    ChannelBudget,
+    ChannelLease,
+    ConnectionLost,
+    drain,
+    feed,
+)
 from provision.errors import StepFailed
-from provision.hostkeys import HostKeyTrust, describe, known_hosts_name, prepare_client
+from provision.hostkeys import HostKeyTrust, known_hosts_name, prepare_client
+from provision.sshconn import connect_error, nodelay, parse_jump
 
 if TYPE_CHECKING:
     import docker
@@ -57,6 +75,10 @@ if TYPE_CHECKING:
     from provision.spec import Playbook
 
 STDERR_TAIL = 800  # characters of stderr carried by a failure message
+REFUSALS = 8  # channel refusals in a row before giving up (each lowers the budget or waits a little longer)
+BACKOFF = 0.2  # seconds after a refused channel, times the attempt number
+
+_log = logging.getLogger("dockyard")
 
 
 @dataclass(frozen=True)
@@ -69,6 +91,7 @@ class SshTarget:
     jump: str | None = None  # "user@host:port"
     connect_timeout: float = 10.0
     trust: HostKeyTrust = field(default_factory=HostKeyTrust)
+    max_sessions: int = DEFAULT_MAX_SESSIONS  # session channels open at once on the connection
 
     @classmethod
     def from_playbook(cls, playbook: Playbook, address: str | None) -> SshTarget:
@@ -77,7 +100,8 @@ class SshTarget:
             raise StepFailed("no address to connect to: the host has none yet and ssh.host is not set")
         return cls(host=host, port=playbook.ssh.port, user=playbook.ssh_user, key_file=playbook.key_file,
                    known_hosts=playbook.known_hosts_file, jump=playbook.ssh.jump,
-                   connect_timeout=playbook.ssh.connect_timeout, trust=HostKeyTrust.from_playbook(playbook))
+                   connect_timeout=playbook.ssh.connect_timeout, trust=HostKeyTrust.from_playbook(playbook),
+                   max_sessions=playbook.ssh.max_sessions)
 
     @classmethod
     def from_host(cls, playbook: Playbook, info: Any) -> SshTarget:
@@ -122,22 +146,6 @@ def command_line(argv: Sequence[str], *, sudo: bool, user: str) -> str:
     return line
 
 
-def _nodelay(transport: paramiko.Transport | None) -> None:
-    sock = getattr(transport, "sock", None)
-    if isinstance(sock, socket.socket):
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
-def _parse_jump(jump: str) -> tuple[str | None, str, int]:
-    user, _, hostport = jump.rpartition("@")
-    host, port = hostport, 22
-    if hostport.count(":") == 1:
-        host, p = hostport.split(":")
-        port = int(p)
-    return (user or None), host.strip("[]"), port
-
-
 # --- the connection ----------------------------------------------------------------------------------------
 
 
@@ -148,8 +156,10 @@ class Remote:
         self.target = target
         self.conn: Connection | None = None
         self._gateway: Connection | None = None
-        self._sftp: paramiko.SFTPClient | None = None
         self._docker: docker.DockerClient | None = None
+        self.budget = ChannelBudget(target.max_sessions, name=f"ssh {target.label}")
+        self.channel_wait = DEFAULT_WAIT  # how long a channel request waits for a free slot
+        self.warn: Callable[[str], None] = _log.warning  # the runner points it at the reporter
         self._api_version: str | None = None  # the engine's, from any answer engine_get got (saves a round trip)
         self._lock = threading.RLock()
         self.connections_opened = 0  # how many SSH sessions this Remote made (1 + reconnects)
@@ -172,11 +182,14 @@ class Remote:
 
     @property
     def transport(self) -> paramiko.Transport:
-        self.open()
-        assert self.conn is not None
-        transport = self.conn.client.get_transport()
+        conn = self.conn
+        if conn is None or not conn.is_connected:  # no lock once connected: channel openers never queue here
+            self.open()
+            conn = self.conn
+        assert conn is not None
+        transport = conn.client.get_transport()
         if transport is None or not transport.is_active():
-            raise StepFailed(f"ssh {self.target.label}: the connection was closed")
+            raise ConnectionLost(f"ssh {self.target.label}: the connection was lost")
         return transport
 
     def _connection(self, host: str, port: int, user: str | None, gateway: Connection | None) -> Connection:
@@ -205,7 +218,7 @@ class Remote:
                 raise StepFailed(f"ssh {t.label}: key file {t.key_file} does not exist (and no ssh-agent)")
             gateway = None
             if t.jump:
-                juser, jhost, jport = _parse_jump(t.jump)
+                juser, jhost, jport = parse_jump(t.jump)
                 gateway = self._connection(jhost, jport, juser, None)
                 self._gateway = gateway
             conn = self._connection(t.host, t.port, None, gateway)
@@ -214,34 +227,14 @@ class Remote:
             except Exception as exc:
                 with contextlib.suppress(Exception):
                     conn.close()
-                raise self._connect_error(exc) from None
-            _nodelay(conn.client.get_transport())
+                raise connect_error(self.target, exc, self.banner_timeout) from None
+            nodelay(conn.client.get_transport())
             if gateway is not None:
-                _nodelay(gateway.client.get_transport())
+                nodelay(gateway.client.get_transport())
+            self.budget.reset()
             self.conn = conn
             self.connections_opened += 1
             return self
-
-    def _connect_error(self, exc: Exception) -> StepFailed:
-        t = self.target
-        where = f"ssh {t.label}"
-        if isinstance(exc, paramiko.BadHostKeyException):  # hostkeys.TrustPolicy decides first; a fallback
-            return StepFailed(f"ssh {exc.hostname}: the host key changed (the server offers {describe(exc.key)})")
-        if isinstance(exc, paramiko.AuthenticationException):
-            return StepFailed(f"{where}: authentication failed (key {t.key_file})")
-        if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError | ConnectionRefusedError):
-            return StepFailed(f"{where}: connection refused")
-        if isinstance(exc, paramiko.SSHException) and ("banner" in str(exc).lower()
-                                                       or "no existing session" in str(exc).lower()):
-            return StepFailed(f"{where}: the SSH handshake did not complete within {self.banner_timeout:g}s "
-                              "(no SSH banner: is sshd running there?)")
-        if isinstance(exc, socket.timeout | TimeoutError):
-            return StepFailed(f"{where}: timed out after {t.connect_timeout:g}s")
-        if isinstance(exc, socket.gaierror):
-            return StepFailed(f"{where}: unknown host ({exc.strerror})")
-        if isinstance(exc, StepFailed):
-            return exc
-        return StepFailed(f"{where}: {type(exc).__name__}: {exc}".rstrip(": "))
 
     def close(self) -> None:
         with self._lock:
@@ -249,10 +242,6 @@ class Remote:
                 with contextlib.suppress(Exception):
                     self._docker.close()
                 self._docker = None
-            if self._sftp is not None:
-                with contextlib.suppress(Exception):
-                    self._sftp.close()
-                self._sftp = None
             if self.conn is not None:
                 with contextlib.suppress(Exception):
                     self.conn.close()
@@ -261,11 +250,56 @@ class Remote:
                 with contextlib.suppress(Exception):
                     self._gateway.close()
                 self._gateway = None
+            self.budget.reset()
 
     def reconnect(self) -> Remote:
         """A fresh SSH session: group membership changes (docker group) apply to it."""
-        self.close()
-        return self.open()
+        with self._lock:
+            self.close()
+            return self.open()
+
+    @property
+    def generation(self) -> int:
+        return self.connections_opened
+
+    def recover(self, generation: int) -> bool:
+        """After a lost connection: reconnect (bounded by the connect timeout), unless another thread already
+        did since `generation`, or the connection is in fact still up. True when this call reconnected."""
+        with self._lock:
+            if self.connections_opened != generation or self._alive():
+                return False
+            self.reconnect()
+            return True
+
+    def _alive(self) -> bool:
+        transport = self.conn.client.get_transport() if self.conn is not None else None
+        return transport is not None and transport.is_active()
+
+    # channels
+    def open_channel(self, what: str = "a session") -> ChannelLease:
+        """A new session channel on this connection, within the budget (see the module docstring)."""
+        label = f"ssh {self.target.label}"
+        for attempt in range(1, REFUSALS + 1):
+            slot = self.budget.acquire(self.channel_wait, what)
+            try:
+                chan = self.transport.open_session(timeout=self.target.connect_timeout)
+            except paramiko.ChannelException:  # sshd's MaxSessions is below our budget
+                warning = self.budget.refused()
+                slot.release()
+                if warning:
+                    self.warn(warning)
+                time.sleep(BACKOFF * attempt)
+                continue
+            except paramiko.SSHException as exc:
+                slot.release()
+                raise ConnectionLost(f"{label}: cannot open a session: {exc}") from None
+            except BaseException:
+                slot.release()
+                raise
+            slot.opened()
+            return ChannelLease(chan, slot)
+        raise ConnectionLost(f"{label}: the server refused a session {REFUSALS} times "
+                             f"(with {self.budget.limit} open at most)")
 
     # commands
     def run(self, argv: Sequence[str], *, sudo: bool = False, stdin: bytes | None = None, check: bool = True,
@@ -282,24 +316,22 @@ class Remote:
 
     def _exec(self, line: str, *, stdin: bytes | None, check: bool, timeout: float | None,
               shown: str) -> RunResult:
-        try:
-            chan = self.transport.open_session(timeout=self.target.connect_timeout)
-        except paramiko.SSHException as exc:
-            raise StepFailed(f"ssh {self.target.label}: cannot open a session: {exc}") from None
+        lease = self.open_channel(f"`{_short(shown, 60)}`")
+        chan = lease.channel
         out: list[bytes] = []
         err: list[bytes] = []
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
             chan.settimeout(timeout)
             chan.exec_command(line)
-            readers = [threading.Thread(target=_drain, args=(chan.recv_stderr, err, True), daemon=True)]
+            readers = [threading.Thread(target=drain, args=(chan.recv_stderr, err, True), daemon=True)]
             if stdin is not None:
-                readers.append(threading.Thread(target=_feed, args=(chan, stdin), daemon=True))
+                readers.append(threading.Thread(target=feed, args=(chan, stdin), daemon=True))
             else:
                 chan.shutdown_write()
             for t in readers:
                 t.start()
-            _drain(chan.recv, out)
+            drain(chan.recv, out)
             for t in readers:
                 t.join(None if deadline is None else max(0.1, deadline - time.monotonic()))
             if deadline is not None and time.monotonic() > deadline and not chan.exit_status_ready():
@@ -308,10 +340,12 @@ class Remote:
         except TimeoutError:
             raise StepFailed(f"`{_short(shown)}` timed out after {timeout:g}s") from None
         except (paramiko.SSHException, OSError, EOFError) as exc:
-            raise StepFailed(f"ssh {self.target.label}: connection lost during `{_short(shown)}`: {exc}"
-                             ) from None
+            raise ConnectionLost(f"ssh {self.target.label}: connection lost during `{_short(shown)}`: {exc}"
+                                 ) from None
         finally:
-            chan.close()
+            lease.close()
+        if code == -1 and not self._alive():  # the channel closed without an exit status: the connection died
+            raise ConnectionLost(f"ssh {self.target.label}: connection lost during `{_short(shown)}`")
         result = RunResult(code, b"".join(out).decode("utf-8", "replace"),
                            b"".join(err).decode("utf-8", "replace"))
         if check and code != 0:
@@ -336,25 +370,32 @@ class Remote:
                 detail = str(exc).split(": ", 1)[-1] if "exited" in str(exc) else str(exc)
                 raise StepFailed(f"upload {path} to {self.target.label} failed: {detail}") from None
             return
-        with self._lock:
-            sftp = self._sftp_client()
+        # a channel per upload, closed before anything else runs: an idle SFTP session would hold a slot of
+        # the budget forever, and a `run` inside it would need a second one (a deadlock at max_sessions 1)
+        with self.open_channel("SFTP") as lease:
+            try:
+                lease.channel.invoke_subsystem("sftp")
+                sftp = paramiko.SFTPClient(lease.channel)
+            except (paramiko.SSHException, EOFError, OSError) as exc:
+                raise ConnectionLost(f"ssh {self.target.label}: cannot start SFTP: {exc}") from None
             try:
                 with sftp.open(tmp, "wb") as fh:
                     fh.chmod(mode)  # before any byte is written (secrets are 0600 from the start)
                     fh.set_pipelined(True)
                     fh.write(content)
-                if owner is not None:
-                    self.run(["chown", owner, tmp])
-                sftp.posix_rename(tmp, str(target))
+                if owner is None:
+                    sftp.posix_rename(tmp, str(target))
             except OSError as exc:
                 with contextlib.suppress(OSError):
                     sftp.remove(tmp)
                 raise StepFailed(f"upload {path} to {self.target.label} failed: {exc}") from None
-
-    def _sftp_client(self) -> paramiko.SFTPClient:
-        if self._sftp is None:
-            self._sftp = self.transport.open_sftp_client()
-        return self._sftp
+            finally:
+                sftp.close()
+        if owner is not None:
+            r = self.run(["sh", "-c", 'chown "$1" "$2" && mv -f "$2" "$3" || { rm -f "$2"; exit 1; }', "sh",
+                          owner, tmp, str(target)], check=False)
+            if not r.ok:
+                raise StepFailed(f"upload {path} to {self.target.label} failed: {tail(r.stderr, 300)}")
 
     def read_file(self, path: str, *, sudo: bool = False) -> bytes | None:
         """The file's bytes, or None when it does not exist (one round trip)."""
@@ -371,44 +412,22 @@ class Remote:
         """GET each Engine API path over ONE `docker system dial-stdio` channel; see provision.engine_api."""
         from provision.engine_api import read_engine
 
-        docs, version = read_engine(self.transport, self.target, paths, timeout=timeout)
+        docs, version = read_engine(self.open_channel, self.target, paths, timeout=timeout)
         self._api_version = version or self._api_version
         return docs
 
     def docker(self, *, timeout: float = 120) -> docker.DockerClient:
         """A Docker SDK client whose HTTP requests ride `docker system dial-stdio` on this SSH connection."""
+        if self._docker is not None:
+            return self._docker
+        if self._api_version is None:  # one budgeted read (an explicit version makes the SDK ask nothing)
+            self.engine_get(["/version"], timeout=timeout)
         with self._lock:
             if self._docker is None:
-                self.transport  # noqa: B018 - connect now, so errors surface here
                 from provision.engine_api import docker_client
 
-                self._docker = docker_client(lambda: self.transport, timeout, self._api_version)
+                self._docker = docker_client(self.open_channel, self.budget, timeout, self._api_version or "1.41")
             return self._docker
-
-
-def _drain(read: Any, sink: list[bytes], quiet: bool = False) -> None:
-    while True:
-        try:
-            chunk = read(65536)
-        except (TimeoutError, OSError, paramiko.SSHException):
-            if quiet:  # a reader thread: the main thread reports the timeout / lost connection
-                return
-            raise
-        if not chunk:
-            return
-        sink.append(chunk)
-
-
-def _feed(chan: paramiko.Channel, data: bytes) -> None:
-    try:
-        view = memoryview(data)
-        for start in range(0, len(view), 32768):
-            chan.sendall(view[start:start + 32768])
-    except (OSError, paramiko.SSHException):
-        pass  # the command exited without reading everything; its exit code says what happened
-    finally:
-        with contextlib.suppress(OSError, paramiko.SSHException):
-            chan.shutdown_write()
 
 
 def _short(text: str, limit: int = 160) -> str:

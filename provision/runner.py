@@ -16,6 +16,12 @@ Contract:
   runs (so it plans from fresh facts); a Change's `notify` names are collected when it is applied (or would
   be, in check mode); `flush_handlers()` runs each notified handler once, in registration order.
 - `failed` (bool), `recap -> HostRecap`.
+- Transient SSH faults: a step that fails because the connection was lost (`provision.channels.
+  is_connection_loss`: a dropped connection, a channel the server kept refusing) is retried ONCE, after
+  `Remote.recover()` reconnected (once for all the threads that saw the same loss; bounded by the connect
+  timeouts); it says so through the reporter. Every step dockyard plans converges when applied again (builds,
+  uploads, `docker load`, a roll-out removes the half-made container of an interrupted one first), so any
+  step may be retried. A second loss fails the step with one line naming the step and the host.
 Thread-safe: deploy may call `run_task` from several threads for one host.
 """
 
@@ -28,6 +34,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from provision.changes import Change, HostRecap, Status, Step, TaskResult
+from provision.channels import ConnectionLost, is_connection_loss
 from provision.errors import DockyardError
 
 MESSAGE_LIMIT = 1200
@@ -38,6 +45,11 @@ def _message(step: Step | None, exc: BaseException) -> str:
     detail = str(exc).strip() if isinstance(exc, DockyardError) else f"{type(exc).__name__}: {exc}".strip()
     text = f"{step.description}: {detail}" if step is not None else detail
     return text if len(text) <= MESSAGE_LIMIT else text[:MESSAGE_LIMIT] + "…"
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc) if isinstance(exc, DockyardError) else f"{type(exc).__name__}: {exc}"
+    return " ".join(text.split())
 
 
 def apply_step(step: Step, ctx: Any) -> None:
@@ -62,6 +74,10 @@ class Runner:
         self._failed = False
         self._lock = threading.RLock()
         self._started = time.monotonic()
+        remote = getattr(ctx, "remote", ctx)  # deploy's DeployContext carries the Remote; setup's ctx is one
+        self._remote = remote if hasattr(remote, "recover") else None
+        if self._remote is not None and hasattr(reporter, "warn"):
+            self._remote.warn = reporter.warn  # e.g. "the server refused a 9th session" (once)
 
     @property
     def failed(self) -> bool:
@@ -90,7 +106,7 @@ class Runner:
             for change in changes:
                 for step in change.steps:
                     with self._showing(name, step):
-                        apply_step(step, self.ctx)
+                        self._apply(step)
                 self._notify([change])
         except Exception as exc:  # any failure stops this host; the message names the step
             with self._lock:
@@ -110,6 +126,38 @@ class Runner:
             return
         with progress(f"[{self.host}] {task}: {step.description}"):
             yield
+
+    def _apply(self, step: Step) -> None:
+        """apply_step, retried once after a reconnect when the connection was lost (see the docstring)."""
+        remote = self._remote
+        generation = getattr(remote, "generation", 0)
+        try:
+            apply_step(step, self.ctx)
+            return
+        except Exception as exc:
+            if remote is None or not is_connection_loss(exc):
+                raise
+            first = _one_line(exc)
+        where = f"ssh {remote.target.label}"
+        try:
+            reconnected = remote.recover(generation)
+        except Exception as exc:
+            raise ConnectionLost(f"the connection to the host was lost ({first}) and reconnecting failed: "
+                                 f"{_one_line(exc)}") from None
+        if reconnected:
+            self._say(f"{where}: the connection was lost during {step.description!r}; reconnected, "
+                      "retrying the step once")
+        try:
+            apply_step(step, self.ctx)
+        except Exception as exc:
+            if is_connection_loss(exc):
+                raise ConnectionLost(f"the connection to the host was lost again after a reconnect ({where}): "
+                                     f"{_one_line(exc)}") from None
+            raise
+
+    def _say(self, message: str) -> None:
+        if self.reporter is not None and hasattr(self.reporter, "warn"):
+            self.reporter.warn(message)
 
     def fail(self, name: str, error: BaseException | str) -> TaskResult:
         with self._lock:

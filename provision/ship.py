@@ -1,8 +1,9 @@
 """Ship images from the local engine to a host's engine without a registry: `docker save | docker load`.
 
-The image is streamed: the local engine's `GET /images/{name}/get` chunks (Docker SDK `Image.save`) are
-written into the stdin of `docker load` on the host, over the host's one SSH connection (a new channel on
-the same paramiko Transport; nothing is buffered whole, nothing is written to disk on either side).
+The image is streamed: the local engine's `GET /images/{name}/get` chunks (Docker SDK `APIClient.get_image`)
+are written into the stdin of `docker load` on the host, over the host's one SSH connection (a channel from
+`Remote.open_channel`, within its budget; nothing is buffered whole, nothing is written to disk on either
+side).
 
 Only images the host lacks are shipped: the image id (the config digest, which save/load preserves) is
 compared locally and on the host, so a second ship of the same image is a no-op. This is how a local
@@ -113,28 +114,36 @@ def remote_ids(remote: Any, refs: list[str], *, sudo: bool = False) -> dict[str,
 
 
 def _chunks(client: Any, refs: list[str]) -> Iterator[bytes]:
-    """One `docker save` stream of every ref (`GET /images/get?names=…`, what the SDK's `Image.save` does for
-    one): layers the images share (their base) travel once."""
-    if len(refs) == 1:
-        image = client.images.get(refs[0])
-        yield from image.save(chunk_size=CHUNK, named=refs[0] if refs[0] in (image.tags or []) else False)
-        return
+    """One `docker save` stream of every ref (`GET /images/get?names=…`): layers the images share (their base)
+    travel once. Public docker-py API only: `APIClient.get_image` for one ref; for several, a streamed GET
+    through the APIClient's own requests session (`api.base_url`, `api.api_version`)."""
     api = client.api
-    response = api._get(api._url("/images/get"), params={"names": refs}, stream=True)
-    yield from api._stream_raw_result(response, CHUNK, False)
+    if len(refs) == 1:
+        yield from api.get_image(refs[0], chunk_size=CHUNK)
+        return
+    response = api.get(f"{api.base_url}/v{api.api_version}/images/get", params={"names": refs}, stream=True)
+    try:
+        if response.status_code != 200:
+            raise StepFailed(f"the local engine cannot save {', '.join(refs)}: "
+                             f"{response.status_code} {tail_text(response.text)}")
+        yield from response.iter_content(CHUNK)
+    finally:
+        response.close()
+
+
+def tail_text(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= TAIL else "…" + text[-TAIL:]
 
 
 def stream_load(remote: Any, chunks: Iterable[bytes], *, sudo: bool = False, what: str = "image",
                 on_sent: Callable[[int], None] | None = None) -> int:
-    """Write `chunks` into `docker load` on the host; returns the number of bytes sent (also given to
-    `on_sent` after each chunk, for progress)."""
+    """Write `chunks` into `docker load` on the host (one budgeted channel); returns the number of bytes sent
+    (also given to `on_sent` after each chunk, for progress)."""
     import paramiko
 
-    transport = remote.transport
-    try:
-        chan = transport.open_session(timeout=remote.target.connect_timeout)
-    except paramiko.SSHException as exc:
-        raise StepFailed(f"ssh {remote.target.label}: cannot open a session: {exc}") from None
+    from provision.channels import ConnectionLost
+
     out: list[bytes] = []
     err: list[bytes] = []
 
@@ -143,11 +152,15 @@ def stream_load(remote: Any, chunks: Iterable[bytes], *, sudo: bool = False, wha
             while data := read(65536):
                 sink.append(data)
 
-    readers = [threading.Thread(target=drain, args=(chan.recv, out), daemon=True),
-               threading.Thread(target=drain, args=(chan.recv_stderr, err), daemon=True)]
     sent = 0
-    try:
-        chan.exec_command(load_command(sudo=sudo, user=remote.user))
+    with remote.open_channel("`docker load`") as lease:
+        chan = lease.channel
+        readers = [threading.Thread(target=drain, args=(chan.recv, out), daemon=True),
+                   threading.Thread(target=drain, args=(chan.recv_stderr, err), daemon=True)]
+        try:
+            chan.exec_command(load_command(sudo=sudo, user=remote.user))
+        except paramiko.SSHException as exc:
+            raise ConnectionLost(f"ssh {remote.target.label}: cannot start `docker load`: {exc}") from None
         for t in readers:
             t.start()
         try:
@@ -165,8 +178,10 @@ def stream_load(remote: Any, chunks: Iterable[bytes], *, sudo: bool = False, wha
         code = chan.recv_exit_status()
         for t in readers:
             t.join(30)
-    finally:
-        chan.close()
+        transport = chan.get_transport()
+        alive = transport is not None and transport.is_active()
+    if code == -1 and not alive:
+        raise ConnectionLost(f"ssh {remote.target.label}: connection lost during `docker load` of {what}")
     if code != 0:
         detail = b"".join(err).decode("utf-8", "replace").strip()[-TAIL:]
         raise StepFailed(f"`docker load` of {what} on {remote.target.label} exited {code}: {detail}")

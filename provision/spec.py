@@ -202,6 +202,8 @@ class SshSpec(Frozen):
     host_key: tuple[str, ...] = ()  # the target's pinned key(s): "ssh-ed25519 AAAA…" or "SHA256:…"
     strict_host_keys: bool = False  # refuse trust on first use (also --strict-host-keys)
     connect_timeout: PositiveDuration = 10.0
+    # session channels dockyard opens at once on its one connection (sshd's MaxSessions is 10 by default)
+    max_sessions: Int = Field(8, ge=1, le=1000)
 
     @field_validator("host_key", mode="before")
     @classmethod

@@ -53,7 +53,7 @@ def test_gather_remote_equals_the_sdk_facts_over_one_session(sshd, docker_client
             assert sessions(sshd) == before + 1  # the four reads shared one channel
             assert r._api_version  # remembered from the engine's Api-Version header
             client = r.docker()
-            assert client.api._version == r._api_version == client.version()["ApiVersion"]
+            assert client.api.api_version == r._api_version == client.version()["ApiVersion"]
             slow = gather(client, unique, "test")
         assert fast == slow
         assert [c.id for c in fast.containers] == [container.id]

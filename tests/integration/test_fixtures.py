@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 
 import pytest
@@ -27,3 +28,13 @@ def test_engine_is_reachable_through_sshd(sshd, docker_client) -> None:
     done = _ssh(sshd, "docker", "version", "--format", "{{.Server.Version}}")
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == docker_client.version()["Version"]
+
+
+def test_the_test_sshd_has_openssh_stock_limits(sshd) -> None:
+    """Nothing raises MaxSessions/MaxStartups: dockyard must keep within a cloud image's defaults."""
+    config = sshd.key_file.parent / "sshd_config"
+    binary = shutil.which("sshd") or "/usr/sbin/sshd"
+    done = subprocess.run([binary, "-T", "-f", str(config)], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    effective = done.stdout.splitlines()
+    assert "maxsessions 10" in effective and "maxstartups 10:30:100" in effective

@@ -9,6 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from provision.playbook import load_playbook
+from provision.remote import SshTarget
 from provision.spec import AppSpec, Playbook, PublishSpec
 
 pytestmark = pytest.mark.unit
@@ -81,6 +82,8 @@ def test_existing_host_ssh_and_anchors() -> None:
     assert pb.ssh_user == "root"
     assert pb.key_file == GOOD.resolve() / "keys" / "deploy"
     assert (pb.ssh.port, pb.ssh.connect_timeout, pb.ssh.jump) == (2222, 5.0, "bastion@192.0.2.1:22")
+    assert pb.ssh.max_sessions == 4 and SshTarget.from_playbook(pb, pb.host.address).max_sessions == 4
+    assert load_playbook(GOOD / "local.yml").ssh.max_sessions == 8  # the default, below sshd's MaxSessions 10
     assert pb.engine.source == "docker-ce" and pb.engine.users == ("deploy",)
     api, api2 = pb.apps["api"], pb.apps["api2"]
     assert api.healthcheck is not None and api.healthcheck.cmd == ("curl", "-fsS", "http://127.0.0.1:8080/")
