@@ -254,14 +254,20 @@ class FakeChannel:
     def close(self) -> None:
         pass
 
+    def get_transport(self) -> Any:
+        return None
+
 
 def test_stream_load_reports_bytes_sent_after_each_chunk() -> None:
     chan = FakeChannel()
 
     class Remote:
         user = "deploy"
-        transport = type("T", (), {"open_session": lambda self, timeout=None: chan})()
         target = type("Target", (), {"connect_timeout": 5, "label": "deploy@host"})()
+
+        @contextlib.contextmanager
+        def open_channel(self, what: str) -> Iterator[Any]:
+            yield type("Lease", (), {"channel": chan})()
 
     seen: list[int] = []
     assert stream_load(Remote(), [b"abc", b"defg"], on_sent=seen.append) == 7
