@@ -283,16 +283,16 @@ class Remote:
             slot = self.budget.acquire(self.channel_wait, what)
             try:
                 chan = self.transport.open_session(timeout=self.target.connect_timeout)
-            except paramiko.ChannelException:  # sshd's MaxSessions is below our budget
-                warning = self.budget.refused()
+            except paramiko.SSHException as exc:
+                if not self._refusal(exc):
+                    slot.release()
+                    raise ConnectionLost(f"{label}: cannot open a session: {exc}") from None
+                warning = self.budget.refused()  # sshd's MaxSessions is below our budget
                 slot.release()
                 if warning:
                     self.warn(warning)
                 time.sleep(BACKOFF * attempt)
                 continue
-            except paramiko.SSHException as exc:
-                slot.release()
-                raise ConnectionLost(f"{label}: cannot open a session: {exc}") from None
             except BaseException:
                 slot.release()
                 raise
@@ -300,6 +300,14 @@ class Remote:
             return ChannelLease(chan, slot)
         raise ConnectionLost(f"{label}: the server refused a session {REFUSALS} times "
                              f"(with {self.budget.limit} open at most)")
+
+    def _refusal(self, exc: paramiko.SSHException) -> bool:
+        """The server said no to one channel, the connection itself is fine. paramiko raises ChannelException
+        for that, except when several threads are refused at once: it keeps one saved exception per
+        Transport, so the other threads get a bare "Unable to open channel." while the transport stays up."""
+        if isinstance(exc, paramiko.ChannelException):
+            return True
+        return "Unable to open channel" in str(exc) and self._alive()
 
     # commands
     def run(self, argv: Sequence[str], *, sudo: bool = False, stdin: bytes | None = None, check: bool = True,

@@ -303,6 +303,35 @@ def test_a_refused_channel_lowers_the_budget_waits_and_retries() -> None:
     assert transport.open == 0 and remote.budget.in_use == 0
 
 
+class RacyTransport(FakeTransport):
+    """paramiko keeps ONE saved exception per Transport: when several threads are refused at once, all but one
+    get a bare SSHException("Unable to open channel.") instead of the ChannelException, transport still up."""
+
+    def open_session(self, timeout: float | None = None) -> FakeChannel:
+        try:
+            return super().open_session(timeout)
+        except paramiko.ChannelException:
+            raise paramiko.SSHException("Unable to open channel.") from None
+
+
+def test_a_refusal_paramiko_reports_without_its_channel_exception_is_still_a_refusal() -> None:
+    transport = RacyTransport(max_sessions=2)
+    remote = remote_on(transport, max_sessions=8)
+    remote.warn = lambda _line: None
+    held = [remote.open_channel() for _ in range(2)]
+    third = threading.Thread(target=lambda: remote.run(["echo", "3rd"]), daemon=True)
+    third.start()
+    third.join(0.5)
+    assert third.is_alive() and transport.refusals == 1 and remote.budget.limit == 2  # waiting, not failed
+    held[0].close()
+    third.join(JOIN)
+    assert not third.is_alive() and transport.commands[-1] == "echo 3rd"
+    held[1].close()
+    transport.active = False  # the same message on a dead transport is a lost connection
+    with pytest.raises(ConnectionLost):
+        remote.run(["true"])
+
+
 def test_a_dead_connection_is_a_connection_loss_and_leaks_no_slot() -> None:
     transport = FakeTransport()
     remote = remote_on(transport)
