@@ -141,6 +141,7 @@ class Bench:
     def run(self, tool: str, scenario: str, rep: int, want: int, api_body: str, *, record: bool = True) -> summary.Row:
         log = self.logs / f"{tool}-{scenario}-{rep}.log"
         timing = self.logs / f".time-{os.getpid()}"
+        timing.unlink(missing_ok=True)  # a run killed by the timeout must not inherit the last run's figures
         load1 = Path("/proc/loadavg").read_text().split()[0]
         offset = self.sshlog.stat().st_size
         c0 = host_busy()
@@ -274,6 +275,7 @@ def first_byte_probe(bench: Bench, runs: int) -> dict[str, object]:
     env = bench.dockyard_env
     argv = ["deploy", "-p", str(bench.a / "dockyard" / "bench.yml"), "--json"]
     result: dict[str, list[float]] = {"imports_ms": [], "to_connect_ms": []}
+    by_package: object = {}
     for importtime in (True, False) * runs:
         r = first_byte.measure(sys.executable, 2222, argv, env, ROOT, importtime=importtime)
         if r["rc"] != 0 or not r["connected"] or json.loads(str(r["stdout"]))["changed"] != 0:
@@ -281,10 +283,12 @@ def first_byte_probe(bench: Bench, runs: int) -> dict[str, object]:
             continue
         key = "imports_ms" if importtime else "to_connect_ms"
         result[key].append(float(str(r[key])))
+        if importtime:
+            by_package = r["by_package"]  # the last run's, for the summary's breakdown
     floor = first_byte.interpreter_floor_ms(sys.executable, env)
     print(f"  imports before connect (ms): {[round(v) for v in result['imports_ms']]}, interpreter floor {floor:.0f}; "
           f"spawn->connect (ms): {[round(v) for v in result['to_connect_ms']]}", flush=True)
-    return {**result, "floor_ms": floor}
+    return {**result, "floor_ms": floor, "by_package": by_package}
 
 
 def machine(a: Path, samples: list[float], started: str, ended: str) -> str:

@@ -3,7 +3,7 @@
 # interleaved in one pass (each round runs every tool once, the order rotated per round), the same checks
 # after every run for every tool. Prints medians; asserts correctness, never time. See bench/README.md.
 #
-#   bash bench/anchors.sh                              # REPS=3 NOOP_RUNS=7, all three tools (~25 min)
+#   bash bench/anchors.sh                              # REPS=3 NOOP_RUNS=7, all three tools (~15 min quiet)
 #   REPS=1 NOOP_RUNS=2 bash bench/anchors.sh           # a small pass to check that it works end to end
 #   TOOLS=dockyard bash bench/anchors.sh               # one tool (still the anchors' sshd and checks)
 #   NOOP_VARIANTS=ansible-warm bash bench/anchors.sh   # also time ansible re-using its ControlPersist master

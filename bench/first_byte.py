@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 MARKER = "first-byte-marker: connect at monotonic "
-IMPORT_LINE = re.compile(r"^import time:\s+(\d+)\s+\|\s+(\d+)\s+\|(\s*)(\S+)")
+IMPORT_LINE = re.compile(r"^import time:\s+(\d+)\s+\|\s+\d+\s+\|\s*(\S+)")
 
 
 def _hook(port: int):
@@ -37,10 +37,10 @@ def _hook(port: int):
     return hook
 
 
-def imports_before_marker(stderr: str) -> tuple[float, list[tuple[str, float]]]:
-    """Sum of -X importtime's self times before the marker (ms), and the top-level imports' cumulative ms."""
+def imports_before_marker(stderr: str) -> tuple[float, dict[str, float]]:
+    """Sum of -X importtime's self times before the marker (ms), and that sum per top-level package (ms)."""
     total_us = 0
-    top: list[tuple[str, float]] = []
+    by_package: dict[str, float] = {}
     for line in stderr.splitlines():
         if line.startswith(MARKER):
             break
@@ -48,9 +48,9 @@ def imports_before_marker(stderr: str) -> tuple[float, list[tuple[str, float]]]:
         if m is None:
             continue
         total_us += int(m.group(1))
-        if len(m.group(3)) <= 1:  # one space after the bar: imported at top level (not by another import)
-            top.append((m.group(4), int(m.group(2)) / 1000))
-    return total_us / 1000, top
+        package = m.group(2).split(".")[0]
+        by_package[package] = by_package.get(package, 0) + int(m.group(1)) / 1000
+    return total_us / 1000, by_package
 
 
 def measure(python: str, port: int, argv: list[str], env: dict[str, str], cwd: Path,
@@ -64,7 +64,7 @@ def measure(python: str, port: int, argv: list[str], env: dict[str, str], cwd: P
     if marker is not None:
         result["to_connect_ms"] = (float(marker[len(MARKER):]) - t0) * 1000
     if importtime:
-        result["imports_ms"], result["top"] = imports_before_marker(done.stderr)
+        result["imports_ms"], result["by_package"] = imports_before_marker(done.stderr)
     return result
 
 

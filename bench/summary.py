@@ -18,10 +18,8 @@ Row = dict[str, object]
 def spread(values: Sequence[float], digits: int = 2) -> str:
     if not values:
         return "–"
-    med = statistics.median(values)
-    if min(values) == max(values):
-        return f"{med:.{digits}f}"
-    return f"{med:.{digits}f} ({min(values):.{digits}f}–{max(values):.{digits}f})"
+    med, low, high = (f"{v:.{digits}f}" for v in (statistics.median(values), min(values), max(values)))
+    return med if low == high else f"{med} ({low}–{high})"
 
 
 def counts(values: Iterable[object]) -> str:
@@ -94,6 +92,11 @@ def targets(rows: list[Row], probe: dict[str, object] | None) -> str:
                    f"the interpreter's own {floor:.0f} ms) | {_verdict_max(med, 150, 'ms')} | `python3 -X importtime`"
                    f" of a no-op deploy: self times of every import before the first `socket.connect` to the sshd "
                    f"(audit hook, bench/first_byte.py), median of {len(imports)} |")
+    if probe and probe.get("by_package"):
+        heavy = sorted(probe["by_package"].items(), key=lambda kv: -kv[1])[:10]  # type: ignore[union-attr]
+        out.append(f"| (context) imports before connect, by package | "
+                   f"{', '.join(f'{name} {ms:.0f}' for name, ms in heavy)} (ms) | – | one of those runs, self "
+                   f"times summed per top-level package |")
     if probe and probe.get("to_connect_ms"):
         conn = statistics.median(float(v) for v in probe["to_connect_ms"])  # type: ignore[union-attr]
         out.append(f"| (context) spawn → first SSH connect | {conn:.0f} ms | – | same hook without importtime, "
