@@ -234,9 +234,10 @@ def scenarios(bench: Bench, tools: list[str], reps: int, noop_runs: int, variant
         for t in rotate(tools, i - 1):
             bench.clean()
             bench.reset_src()
-            if not bench.run(t, "setup", i, first[t], "api", record=False)["ok"] or \
-                    not bench.run(t, "noopchk", i, 0, "api", record=False)["ok"]:
-                bench.failed(t, "noop", i, "its untimed deploy or check re-run failed")
+            setup = bench.run(t, "setup", i, first[t], "api", record=False)
+            check = bench.run(t, "noopchk", i, 0, "api", record=False) if setup["ok"] else setup
+            if not check["ok"]:
+                bench.failed(t, "noop", i, f"its untimed {check['scenario']} run failed: {check['why']}")
                 continue
             bench.run(t, "noop", i, 0, "api")
             for v in (v for v in variants if v.startswith(t + "-")):  # e.g. ansible-warm, on ansible's state
@@ -249,8 +250,9 @@ def scenarios(bench: Bench, tools: list[str], reps: int, noop_runs: int, variant
         for t in rotate(tools, rep - 1):
             bench.clean()
             bench.reset_src()
-            if not bench.run(t, "setup", rep, first[t], "api", record=False)["ok"]:
-                bench.failed(t, "change", rep, "its untimed v1 deploy failed")
+            setup = bench.run(t, "setup", rep, first[t], "api", record=False)
+            if not setup["ok"]:
+                bench.failed(t, "change", rep, f"its untimed v1 deploy failed: {setup['why']}")
                 continue
             before = bench.ids(t)
             (bench.src / "api" / "index.html").write_text("api v2\n")

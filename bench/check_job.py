@@ -51,14 +51,28 @@ def http_body(port: int, tries: int = 30) -> str:
     return ""
 
 
-def probe(cid: str, ip: str) -> bool:
-    """Does an HTTP request from inside container `cid` to ip:8080 get a 200? (busybox nc, bounded)."""
+def probe(cid: str, ip: str) -> str | None:
+    """The body answering an HTTP request from inside container `cid` to ip:8080, or None (busybox nc, bounded)."""
     try:
         done = subprocess.run(["docker", "exec", "-i", cid, "busybox", "nc", "-w", str(PROBE_TIMEOUT_S), ip, "8080"],
                               input=HTTP_REQUEST, capture_output=True, timeout=PROBE_TIMEOUT_S + 20, check=False)
     except subprocess.TimeoutExpired:
-        return False
-    return done.stdout.startswith(b"HTTP/1.") and b" 200 " in done.stdout.split(b"\r\n", 1)[0]
+        return None
+    head, _, body = done.stdout.partition(b"\r\n\r\n")
+    if not (head.startswith(b"HTTP/1.") and b" 200 " in head.split(b"\r\n", 1)[0]):
+        return None
+    return body.decode(errors="replace").strip()
+
+
+def isolation_rules() -> str:
+    """For a failed isolation probe: how many bridges docker's DOCKER-ISOLATION-STAGE-2 chain drops, right now."""
+    try:
+        done = subprocess.run(["iptables", "-w", "5", "-S", "DOCKER-ISOLATION-STAGE-2"], capture_output=True,
+                              text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"iptables not readable ({exc.__class__.__name__})"
+    drops = [ln.split()[3] for ln in done.stdout.splitlines() if ln.endswith("-j DROP") and len(ln.split()) > 3]
+    return f"DOCKER-ISOLATION-STAGE-2 drops traffic to {len(drops)} bridges"
 
 
 def check(containers: dict[str, str], api_body: str) -> list[str]:
@@ -105,10 +119,15 @@ def check(containers: dict[str, str], api_body: str) -> list[str]:
     probes = [(src, dst, src == dst) for src in APPS for dst in PUBLISHED]
     with ThreadPoolExecutor(max_workers=len(probes)) as pool:
         answers = list(pool.map(lambda p: probe(info[p[0]]["Id"], ips[p[1]]), probes))
-    for (src, dst, should), answered in zip(probes, answers, strict=True):
-        if answered != should:
-            what = "cannot reach its own port" if should else f"reaches {dst} at {ips[dst]}:8080"
-            bad.append(f"isolation probe: {src} {what}")
+    leaks = 0
+    for (src, dst, should), answer in zip(probes, answers, strict=True):
+        if should and answer is None:
+            bad.append(f"isolation probe: {src} cannot reach its own port (the probe itself does not work)")
+        elif not should and answer is not None:
+            leaks += 1
+            bad.append(f"isolation probe: {src} reaches {dst} at {ips[dst]}:8080 (answered {answer[:20]!r})")
+    if leaks:
+        bad.append(isolation_rules())
     return bad
 
 
