@@ -346,12 +346,15 @@ def main() -> int:
         writer = csv.DictWriter(fh, fieldnames=fields)
         writer.writeheader()
         writer.writerows(bench.rows)
+    targets = []
+    if "dockyard" in tools:
+        targets = ["dockyard against the issue's targets:", summary.targets(bench.rows, probe)]
     report = "\n\n".join([
         f"REPS={args.reps}, NOOP_RUNS={args.noop_runs}, tools {' '.join(tools + variants)}, interleaved (order "
         f"rotated per round). Medians (min–max) over the runs that passed every check.",
         machine(anchors, sampler.samples, started, ended),
-        summary.table(bench.rows, tools + variants), "dockyard against the issue's targets:",
-        summary.targets(bench.rows, probe)])
+        summary.table(bench.rows, tools + variants),
+        *targets])
     (out / "summary.md").write_text(report + "\n")
     print("\n" + report)
     return 0 if all(r["ok"] for r in bench.rows) else 1

@@ -41,5 +41,16 @@ started=0
 if ! "$A/sshd.sh" status 2>/dev/null | grep -q "TARGET_ENV=$TARGET_ENV"; then
   "$A/sshd.sh" stop >/dev/null; "$A/sshd.sh" start; started=1
 fi
-trap '"$A/clean.sh" || true; [ "$started" = 1 ] && "$A/sshd.sh" stop >/dev/null || true' EXIT
+clean_all() {  # also when the driver was killed before its own clean-up: dockyard's objects, then the anchors'
+  local kind ids
+  for kind in "container ps -aq" "network network ls -q" "volume volume ls -q" "image images -aq"; do
+    set -- $kind; shift
+    ids="$(docker "$@" --filter label=dockyard.project=anchbench | sort -u)"
+    [ -z "$ids" ] && continue
+    case "$kind" in container*) docker rm -f $ids ;; network*) docker network rm $ids ;;
+      volume*) docker volume rm $ids ;; image*) docker rmi -f $ids ;; esac >/dev/null 2>&1 || true
+  done
+  "$A/clean.sh" || true
+}
+trap 'clean_all; [ "$started" = 1 ] && "$A/sshd.sh" stop >/dev/null || true' EXIT
 python3 "$HERE/anchor_job.py" --anchors "$A"
