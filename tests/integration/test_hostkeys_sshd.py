@@ -185,12 +185,23 @@ def test_the_ssh_wait_through_a_bastion_names_the_bastion_when_its_key_changed(s
 
 
 def _connections_to(port: int) -> int:
-    """This process's TCP connections to 127.0.0.1:port (from /proc/net/tcp: remote port field, ESTABLISHED)."""
+    """This process's own ESTABLISHED TCP sockets to port `port` (/proc/net/tcp rows whose socket inode is one
+    of our file descriptors: sshd's own sockets, e.g. of a jump host's forwarding, are not ours)."""
+    import os
+
+    ours = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            link = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            ours.add(link[len("socket:["):-1])
     count = 0
     for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
         fields = line.split()
-        remote, state = fields[2], fields[3]
-        if remote.endswith(f":{port:04X}") and state == "01":
+        remote, state, inode = fields[2], fields[3], fields[9]
+        if remote.endswith(f":{port:04X}") and state == "01" and inode in ours:
             count += 1
     return count
 
