@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from provision.channels import ConnectionLost, is_connection_loss
+from provision.commands.docker import LABEL_BUILD_HASH
 from provision.errors import StepFailed
 
 if TYPE_CHECKING:
@@ -150,7 +151,7 @@ def _build(
 ) -> str:
     tail: deque[str] = deque(maxlen=BUILD_TAIL)
     image_id = ""
-    all_labels = {**labels, "dockyard.build-hash": context.content_hash}
+    all_labels = {**labels, LABEL_BUILD_HASH: context.content_hash}
     with ctx.progress(f"{app}: building {tag} {where}") as progress, context.tar() as fileobj:
         try:
             stream = api.build(

@@ -43,7 +43,6 @@ from provision.errors import InputError
 # Where the rendered Dockerfile of a template app is placed inside the context sent to the engine. A file
 # of the user's with that path is replaced (it cannot be both).
 INJECTED_DOCKERFILE = ".dockyard.Dockerfile"
-HASH_LABEL = "dockyard.build-hash"
 _CHUNK = 1 << 16
 
 

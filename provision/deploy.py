@@ -17,7 +17,7 @@ from typing import Any
 
 from provision.appops import DeployContext
 from provision.build import assemble, image_tag
-from provision.changes import HostRecap, Status
+from provision.changes import HostRecap
 from provision.commands.docker import (
     container_config,
     env_file_content,
@@ -237,10 +237,6 @@ def deploy(
                     "`deploy --prune` removes it (its volumes only with --prune-volumes)"
                 )
     return DeployResult(runner.recap, orphans, ctx.built)
-
-
-def changed_count(recap: HostRecap) -> int:
-    return recap.count(Status.CHANGED)
 
 
 def bases_to_ship(ctx: DeployContext, to_build: list[DesiredApp]) -> list[Any]:

@@ -405,16 +405,6 @@ class Remote:
             if not r.ok:
                 raise StepFailed(f"upload {path} to {self.target.label} failed: {tail(r.stderr, 300)}")
 
-    def read_file(self, path: str, *, sudo: bool = False) -> bytes | None:
-        """The file's bytes, or None when it does not exist (one round trip)."""
-        r = self.run(["sh", "-c", 'if [ -e "$1" ]; then cat -- "$1"; else exit 3; fi', "sh", path],
-                     sudo=sudo, check=False)
-        if r.exit_code == 3:
-            return None
-        if r.exit_code != 0:
-            raise StepFailed(f"cannot read {path} on {self.target.label}: {tail(r.stderr)}")
-        return r.stdout.encode("utf-8")
-
     # docker
     def engine_get(self, paths: Sequence[str], *, timeout: float = 60) -> list[Any]:
         """GET each Engine API path over ONE `docker system dial-stdio` channel; see provision.engine_api."""

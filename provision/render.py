@@ -199,10 +199,6 @@ def template_info(name: str, playbook: Playbook | None = None, key_path: str = "
                         variables)
 
 
-def template_supports_read_only(name: str, playbook: Playbook | None = None) -> bool:
-    return template_info(name, playbook).read_only
-
-
 # --- Dockerfiles -------------------------------------------------------------------------------------------
 
 def builtin_vars(playbook: Playbook, app_name: str) -> dict[str, Any]:

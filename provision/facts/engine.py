@@ -94,15 +94,6 @@ class OsFacts:
     package_manager: str | None = None  # apt | dnf | None
 
     @property
-    def family(self) -> str | None:
-        ids = {self.id, *self.id_like}
-        if ids & {"debian", "ubuntu"}:
-            return "debian"
-        if ids & {"fedora", "rhel", "centos", "amzn"}:
-            return "rhel"
-        return None
-
-    @property
     def is_ubuntu(self) -> bool:
         return self.id == "ubuntu" or "ubuntu" in self.id_like
 
