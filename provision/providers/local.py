@@ -38,9 +38,10 @@ from provision.commands.sandbox import (
     wanted_ports,
 )
 from provision.errors import InputError, StepFailed
+from provision.hostkeys import forget_host_keys, known_hosts_name
 from provision.providers import HostInfo
 from provision.runner import Runner
-from provision.sandbox.keys import ensure_key, forget_host_keys, pin_host_key
+from provision.sandbox.keys import ensure_key, pin_host_key
 
 __all__ = ["destroy_host", "ensure_host", "ensure_key", "find_host", "pin_host_key"]
 
@@ -371,5 +372,5 @@ def destroy_host(pb: Any, *, check: bool = False, reporter: Any = None, client: 
     if result.status is Status.FAILED:
         raise StepFailed(f"local sandbox: {result.message}")
     if not check:
-        forget_host_keys(pb.known_hosts_file, [f"[{BIND_ADDRESS}]:{p}" for p in ports if p])
+        forget_host_keys(pb.known_hosts_file, [known_hosts_name(BIND_ADDRESS, p) for p in ports if p])
     return changes

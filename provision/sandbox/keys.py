@@ -6,10 +6,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+from provision.commands.sandbox import BIND_ADDRESS
 from provision.errors import StepFailed
+from provision.hostkeys import known_hosts_name, read_known_hosts, record_host_keys
 
 HOST_KEY = "/etc/ssh/ssh_host_ed25519_key.pub"
-BIND_ADDRESS = "127.0.0.1"
 
 
 def ensure_key(path: Path, *, generate: bool) -> str:
@@ -48,23 +49,7 @@ def pin_host_key(client: Any, container_id: str, known_hosts: Path, port: int) -
     fields = out.output.decode(errors="replace").split()
     if out.exit_code != 0 or len(fields) < 2:
         raise StepFailed(f"cannot read the sandbox's host key {HOST_KEY}: {out.output[-300:]!r}")
-    name = f"[{BIND_ADDRESS}]:{port}"
-    line = f"{name} {fields[0]} {fields[1]}\n"
-    try:
-        lines = known_hosts.read_text(encoding="utf-8").splitlines(keepends=True)
-    except OSError:
-        lines = []
-    keep = [ln for ln in lines if not (ln.split() and name in ln.split()[0].split(","))]
-    if [*keep, line] != lines:
-        known_hosts.parent.mkdir(parents=True, exist_ok=True)
-        known_hosts.write_text("".join([*keep, line]), encoding="utf-8")
-
-
-def forget_host_keys(known_hosts: Path, names: list[str]) -> None:
-    try:
-        lines = known_hosts.read_text(encoding="utf-8").splitlines(keepends=True)
-    except OSError:
-        return
-    keep = [ln for ln in lines if not (ln.split() and set(names) & set(ln.split()[0].split(",")))]
-    if keep != lines:
-        known_hosts.write_text("".join(keep), encoding="utf-8")
+    name = known_hosts_name(BIND_ADDRESS, port)
+    record_host_keys(known_hosts, name, [(fields[0], fields[1])])
+    if not any(e.key.get_base64() == fields[1] for e in read_known_hosts(known_hosts, name)):
+        raise StepFailed(f"the sandbox's host key {HOST_KEY} is not a key paramiko reads")
