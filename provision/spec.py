@@ -221,7 +221,7 @@ class SshSpec(Frozen):
     @field_validator("user")
     @classmethod
     def _user(cls, v: str | None) -> str | None:
-        if v is not None and not re.fullmatch(r"[a-z_][a-z0-9_.-]*\$?", v):
+        if v is not None and not re.fullmatch(LOGIN_NAME_RE, v):
             raise ValueError(f"{v!r} is not a login name")
         return v
 

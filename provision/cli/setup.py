@@ -42,14 +42,9 @@ def ssh_target(pb: Any, host: Any) -> Any:
 
 def desired_engine(pb: Any) -> Any:
     """Render + validate daemon.json (InputError before anything is touched)."""
-    from provision.errors import InputError
-    from provision.facts.engine import USER_RE
     from provision.plan.engine import EngineDesired, check_daemon_json
     from provision.render import render_daemon_json
 
-    for user in pb.engine.users:
-        if not USER_RE.match(user):
-            raise InputError.single(f"{user!r} is not a user name", pb.source, "engine.users")
     text = render_daemon_json(pb.engine, pb)
     check_daemon_json(text, pb.source)
     return EngineDesired(source=pb.engine.source, daemon_json=text, ssh_user=pb.ssh_user,
