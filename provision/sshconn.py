@@ -26,12 +26,17 @@ def nodelay(transport: paramiko.Transport | None) -> None:
 
 
 def parse_jump(jump: str) -> tuple[str | None, str, int]:
+    """`[user@]host[:port]` → (user or None, host, port); an IPv6 host is `[v6]:port`, `[v6]` or bare `v6`."""
     user, _, hostport = jump.rpartition("@")
     host, port = hostport, 22
-    if hostport.count(":") == 1:
+    if hostport.startswith("["):
+        host, _, rest = hostport[1:].partition("]")
+        if rest.startswith(":"):
+            port = int(rest[1:])
+    elif hostport.count(":") == 1:
         host, p = hostport.split(":")
         port = int(p)
-    return (user or None), host.strip("[]"), port
+    return (user or None), host, port
 
 
 def connect_error(t: Any, exc: Exception, banner_timeout: float) -> StepFailed:

@@ -373,10 +373,10 @@ def wait_until_ssh(pb: Any, info: HostInfo, reporter: Any, *, timeout: float = 3
             return wait_for_ssh(info.ssh_address, info.ssh_port, timeout=timeout, what=what,
                                 progress=progress, dial=tcp_dial)
         from provision.remote import Remote, SshTarget
+        from provision.sshconn import parse_jump
 
-        user, _, hostport = pb.ssh.jump.rpartition("@")
-        host, _, port = hostport.partition(":")
-        bastion = Remote(SshTarget(host=host, port=int(port or 22), user=user or pb.ssh_user,
+        user, host, port = parse_jump(pb.ssh.jump)
+        bastion = Remote(SshTarget(host=host, port=port, user=user or pb.ssh_user,
                                    key_file=pb.key_file, known_hosts=pb.known_hosts_file,
                                    connect_timeout=pb.ssh.connect_timeout,
                                    trust=HostKeyTrust.from_playbook(pb).for_jump()))
