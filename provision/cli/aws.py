@@ -51,12 +51,6 @@ def host_json(info: Any) -> dict[str, Any]:
             **({"published": info.published} if info.published else {}), **info.data}
 
 
-def changes_json(changes: list[Change]) -> list[dict[str, Any]]:
-    return [{"target": c.target, "action": c.action, "reason": c.reason,
-             "steps": [s.description for s in c.steps], **({"data": c.data} if c.data else {})}
-            for c in changes]
-
-
 def say_where(pb: Any, info: Any, reporter: Any, *, next_step: bool = True) -> None:
     """After the host is up: its address and how to reach it (one small function, easy to swap)."""
     if not info.host_id:
@@ -141,7 +135,7 @@ def teardown(ctx: Context, env: str | None = None, playbook: str | None = None, 
     reporter = Reporter(json_mode=opts.json, verbose=opts.verbose)
     started = time.monotonic()
     changes = _teardown(pb, check=check, yes=yes, reporter=reporter)
-    _finish("teardown", pb, reporter, started, opts, check, {"changes": changes_json(changes)})
+    _finish("teardown", pb, reporter, started, opts, check, {"changes": [c.to_json() for c in changes]})
 
 
 @dockyard_task(connects=True, help={"check": CHECK_HELP, "yes": YES_HELP})
@@ -158,7 +152,7 @@ def recreate(ctx: Context, env: str | None = None, playbook: str | None = None, 
     removed = _teardown(pb, check=check, yes=yes, reporter=reporter)
     if check:
         reporter.info("then: provision a fresh host from nothing, set up its engine and deploy every app")
-        _finish("recreate", pb, reporter, started, opts, check, {"changes": changes_json(removed)})
+        _finish("recreate", pb, reporter, started, opts, check, {"changes": [c.to_json() for c in removed]})
         return
     result = run_up(pb, reporter=reporter, verbose=opts.verbose, started=started)
-    finish("recreate", pb, result, reporter, opts, check, {"removed": changes_json(removed)})
+    finish("recreate", pb, result, reporter, opts, check, {"removed": [c.to_json() for c in removed]})

@@ -289,9 +289,7 @@ def host_info(pb: Any, inst: InstanceFact | None, region: str, changes: Sequence
     address = (inst.public_ip or inst.private_ip) if inst else None
     data = {"region": region, "instance_type": inst.instance_type if inst else pb.host.instance_type,
             "public_dns": inst.public_dns if inst else None,
-            "changes": [{"target": c.target, "action": c.action, "reason": c.reason,
-                         "steps": [s.description for s in c.steps], **({"data": c.data} if c.data else {})}
-                        for c in changes]}
+            "changes": [c.to_json() for c in changes]}
     return HostInfo(provider="aws", host_id=inst.id if inst else "", state=inst.state if inst else "absent",
                     ssh_address=pb.ssh.host or address or "", ssh_port=pb.ssh.port, ssh_user=pb.ssh_user,
                     public_address=inst.public_ip if inst else None,
