@@ -39,7 +39,7 @@ from provision.commands.sandbox import (
 )
 from provision.errors import InputError, StepFailed
 from provision.hostkeys import forget_host_keys, known_hosts_name
-from provision.providers import HostInfo
+from provision.providers.hostinfo import HostInfo
 from provision.runner import Runner
 from provision.sandbox.keys import ensure_key, pin_host_key
 
