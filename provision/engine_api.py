@@ -27,12 +27,12 @@ from urllib3.connection import HTTPConnection
 
 from provision.channels import ChannelBudget, ChannelLease, ConnectionLost
 from provision.errors import StepFailed
-from provision.remote import tail
+from provision.sshconn import tail
 
 if TYPE_CHECKING:
     import docker
 
-    from provision.remote import SshTarget
+    from provision.sshconn import SshTarget
 
 PLACEHOLDER = "dockyard-engine.invalid"  # the base URL's host: never resolved, our adapter answers for it
 BASE_URL = f"http://{PLACEHOLDER}:2375"
