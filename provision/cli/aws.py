@@ -1,4 +1,5 @@
-"""`provision`, `teardown`, `recreate`: make the playbook's host exist, remove every trace of it, or both.
+"""`provision`, `teardown`: make the playbook's host exist, or remove every trace of it (`recreate`, both, is in
+provision.cli.pipeline).
 
 They dispatch on `playbook.provider` (aws: EC2 via boto3; local: the sandbox container; existing: nothing to
 create). The cores are plain functions so `up` and later pipelines can chain them:
@@ -19,7 +20,7 @@ from provision.changes import Change, HostRecap
 from provision.cli.common import dockyard_task, emit_json, load, options
 from provision.errors import InputError, StepFailed
 
-__all__ = ["provision", "recreate", "teardown"]
+__all__ = ["provision", "teardown"]
 
 CHECK_HELP = "show what would be created, changed or deleted; change nothing"
 RESIZE_HELP = "apply an instance type change (stops and starts the host)"
@@ -91,13 +92,13 @@ def _quiet_reporter() -> Any:
     return Reporter(console=Console(file=io.StringIO()))
 
 
-def _teardown(pb: Any, *, check: bool, yes: bool, reporter: Any) -> list[Change]:
+def confirmed_teardown(pb: Any, *, check: bool, yes: bool, reporter: Any) -> list[Change]:
     if not check and not yes:
         confirm(pb, teardown_host(pb, check=True, reporter=_quiet_reporter()), yes=yes, reporter=reporter)
     return teardown_host(pb, check=check, reporter=reporter)
 
 
-def _finish(command: str, pb: Any, reporter: Any, started: float, opts: Any, check: bool,
+def finish_provider(command: str, pb: Any, reporter: Any, started: float, opts: Any, check: bool,
             extra: dict[str, Any]) -> None:
     from provision.report import to_json
 
@@ -121,7 +122,7 @@ def provision(ctx: Context, env: str | None = None, playbook: str | None = None,
     info = provision_host(pb, check=check, resize=resize, reporter=reporter)
     if not check:
         say_where(pb, info, reporter)
-    _finish("provision", pb, reporter, started, opts, check, {"host": host_json(info)})
+    finish_provider("provision", pb, reporter, started, opts, check, {"host": host_json(info)})
 
 
 @dockyard_task(help={"check": CHECK_HELP, "yes": YES_HELP})
@@ -134,25 +135,5 @@ def teardown(ctx: Context, env: str | None = None, playbook: str | None = None, 
     pb = load(opts)
     reporter = Reporter(json_mode=opts.json, verbose=opts.verbose)
     started = time.monotonic()
-    changes = _teardown(pb, check=check, yes=yes, reporter=reporter)
-    _finish("teardown", pb, reporter, started, opts, check, {"changes": [c.to_json() for c in changes]})
-
-
-@dockyard_task(connects=True, help={"check": CHECK_HELP, "yes": YES_HELP})
-def recreate(ctx: Context, env: str | None = None, playbook: str | None = None, json: bool = False,
-             verbose: bool = False, check: bool = False, yes: bool = False) -> None:
-    """Tear the host down, then `up` a fresh one from nothing: provision, setup, deploy."""
-    from provision.cli.pipeline import finish, run_up
-    from provision.report import Reporter
-
-    opts = options(ctx, env, playbook, json, verbose)
-    pb = load(opts)
-    reporter = Reporter(json_mode=opts.json, verbose=opts.verbose)
-    started = time.monotonic()
-    removed = _teardown(pb, check=check, yes=yes, reporter=reporter)
-    if check:
-        reporter.info("then: provision a fresh host from nothing, set up its engine and deploy every app")
-        _finish("recreate", pb, reporter, started, opts, check, {"changes": [c.to_json() for c in removed]})
-        return
-    result = run_up(pb, reporter=reporter, verbose=opts.verbose, started=started)
-    finish("recreate", pb, result, reporter, opts, check, {"removed": [c.to_json() for c in removed]})
+    changes = confirmed_teardown(pb, check=check, yes=yes, reporter=reporter)
+    finish_provider("teardown", pb, reporter, started, opts, check, {"changes": [c.to_json() for c in changes]})
