@@ -43,7 +43,7 @@ def ssh_target(pb: Any, host: Any) -> Any:
 def desired_engine(pb: Any) -> Any:
     """Render + validate daemon.json (InputError before anything is touched)."""
     from provision.plan.engine import EngineDesired, check_daemon_json
-    from provision.render import render_daemon_json
+    from provision.render_daemon import render_daemon_json
 
     text = render_daemon_json(pb.engine, pb)
     check_daemon_json(text, pb.source)

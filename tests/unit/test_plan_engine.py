@@ -18,7 +18,7 @@ from provision.plan.engine import (
     plan_engine,
     plan_restart,
 )
-from provision.render import render_daemon_json
+from provision.render_daemon import render_daemon_json
 from provision.runner import Runner
 from provision.spec import EngineSpec
 
