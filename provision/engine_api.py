@@ -14,7 +14,9 @@ the host).
 from __future__ import annotations
 
 import contextlib
+import http.client
 import io
+import json
 import logging
 import queue
 from collections.abc import Callable, Sequence
@@ -53,9 +55,6 @@ def read_engine(open_channel: OpenChannel, target: SshTarget, paths: Sequence[st
                 ) -> tuple[list[Any], str | None]:
     """GET each Engine API path (unversioned: the engine's own API version); returns the decoded JSON
     documents, in order, and the engine's API version from the answers' Api-Version header."""
-    import http.client
-    import json
-
     lease = open_channel("Engine API reads")
     chan = lease.channel
     docs: list[Any] = []

@@ -32,11 +32,15 @@ from provision.facts.aws import (
 )
 from provision.hostkeys import HostKeyRejected, HostKeyTrust, forget_host_keys, known_hosts_name
 from provision.plan.host import desired_from_playbook, drift_warnings, plan_host, plan_teardown
+from provision.providers.aws_console import record_console_host_keys
 from provision.providers.aws_context import AwsContext
 from provision.providers.aws_session import BOTO_CONFIG, WAIT_DELAY, aws_errors, make_session
 from provision.providers.hostinfo import HostInfo
+from provision.remote import Remote, SshTarget
+from provision.report import Reporter
 from provision.runner import Runner
 from provision.ssh_wait import jump_dial, tcp_dial, wait_for_ssh
+from provision.sshconn import parse_jump
 
 # ------------------------------------------------------------------------------------------------ flows
 
@@ -44,8 +48,6 @@ from provision.ssh_wait import jump_dial, tcp_dial, wait_for_ssh
 def _reporter(reporter: Any) -> Any:
     if reporter is not None:
         return reporter
-    from provision.report import Reporter
-
     return Reporter()
 
 
@@ -118,8 +120,6 @@ def ensure_host(pb: Any, *, check: bool = False, resize: bool = False, reporter:
     if wait_ssh and inst.state == "running":
         wait_until_ssh(pb, info, reporter, timeout=ssh_timeout)
     if inst.state == "running" and info.ssh_address:
-        from provision.providers.aws_console import record_console_host_keys
-
         record_console_host_keys(ec2, pb, info, reporter, delay=delay)
     return info
 
@@ -143,9 +143,6 @@ def wait_until_ssh(pb: Any, info: HostInfo, reporter: Any, *, timeout: float = 3
         if not pb.ssh.jump:
             return wait_for_ssh(info.ssh_address, info.ssh_port, timeout=timeout, what=what,
                                 progress=progress, dial=tcp_dial)
-        from provision.remote import Remote, SshTarget
-        from provision.sshconn import parse_jump
-
         user, host, port = parse_jump(pb.ssh.jump)
         bastion = Remote(SshTarget(host=host, port=port, user=user or pb.ssh_user,
                                    key_file=pb.key_file, known_hosts=pb.known_hosts_file,

@@ -40,8 +40,22 @@ from provision.commands.sandbox import (
 from provision.errors import InputError, StepFailed
 from provision.hostkeys import forget_host_keys, known_hosts_name
 from provision.providers.hostinfo import HostInfo
+from provision.report import Reporter
 from provision.runner import Runner
+from provision.sandbox import (
+    RECIPE_LABEL,
+    base_files,
+    base_names,
+    base_ref,
+    ca_certs,
+    ensure_base_images,
+    ensure_sandbox_image,
+    recipe_hash,
+    referenced_bases,
+    sandbox_files,
+)
 from provision.sandbox.keys import ensure_key, pin_host_key
+from provision.ssh_wait import wait_for_ssh
 
 __all__ = ["destroy_host", "ensure_host", "ensure_key", "find_host", "pin_host_key"]
 
@@ -230,8 +244,6 @@ class LocalContext:
             self.client.volumes.get(name).remove(force=True)
 
     def build(self, what: str, names: tuple[str, ...], say: Any) -> None:
-        from provision.sandbox import ensure_base_images, ensure_sandbox_image
-
         if what == "sandbox":
             ensure_sandbox_image(self.client, say)
         else:
@@ -244,8 +256,6 @@ class LocalContext:
 def _reporter(reporter: Any) -> Any:
     if reporter is not None:
         return reporter
-    from provision.report import Reporter
-
     return Reporter()
 
 
@@ -256,17 +266,6 @@ def _check_provider(pb: Any) -> None:
 
 
 def _image_changes(client: Any, pb: Any, say: Any) -> tuple[str, list[Change]]:
-    from provision.sandbox import (
-        RECIPE_LABEL,
-        base_files,
-        base_names,
-        base_ref,
-        ca_certs,
-        recipe_hash,
-        referenced_bases,
-        sandbox_files,
-    )
-
     certs = ca_certs()
     sandbox_ref = f"dockyard/sandbox:{recipe_hash(sandbox_files(certs))}"
     changes = []
@@ -325,8 +324,6 @@ def ensure_host(pb: Any, *, check: bool = False, resize: bool = False, reporter:
     found = lookup(client, pb.project, pb.environment)
     if found is None or found.ssh_port is None:
         raise StepFailed(f"the sandbox container {desired.name} is gone or has no SSH port label")
-    from provision.ssh_wait import wait_for_ssh
-
     with reporter.progress(f"waiting for SSH on 127.0.0.1:{found.ssh_port}") as bar:
         wait_for_ssh(BIND_ADDRESS, found.ssh_port, timeout=ssh_timeout, interval=0.5, connect_timeout=5.0,
                      what=f"sandbox {desired.name}", progress=bar.update)

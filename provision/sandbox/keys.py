@@ -6,6 +6,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+import paramiko
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from provision.commands.sandbox import BIND_ADDRESS
 from provision.errors import StepFailed
 from provision.hostkeys import known_hosts_name, read_known_hosts, record_host_keys
@@ -19,9 +23,6 @@ def ensure_key(path: Path, *, generate: bool) -> str:
     if not path.exists():
         if not generate:
             raise StepFailed(f"ssh.key_file {path} does not exist")
-        from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
         key = Ed25519PrivateKey.generate()
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
@@ -34,8 +35,6 @@ def ensure_key(path: Path, *, generate: bool) -> str:
         pub.write_text(line.decode() + f" dockyard-{path.parent.name}\n")
     if pub.exists():
         return pub.read_text().strip()
-    import paramiko
-
     try:
         k = paramiko.PKey.from_path(str(path))
     except Exception as exc:
