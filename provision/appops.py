@@ -51,6 +51,7 @@ class DeployContext:
         """This machine's engine (builds with `build: local`, base images shipped to a sandbox host)."""
         with self._lock:
             if self._local is None:
+                # deferred: docker, requests load only when this path runs
                 import docker
 
                 try:

@@ -218,6 +218,7 @@ def docker_client(open_channel: OpenChannel, budget: ChannelBudget, timeout: flo
                   ) -> docker.DockerClient:
     """A docker SDK client whose requests ride dial-stdio channels of our SSH connection. `api_version` is the
     engine's (learnt by one budgeted read): given explicitly, the SDK asks the engine nothing here."""
+    # deferred: docker loads only when this path runs
     import docker
 
     client = docker.DockerClient(base_url=f"tcp://{PLACEHOLDER}:2375", version=api_version, timeout=timeout)

@@ -129,6 +129,7 @@ def _environment(playbook: Playbook | None) -> jinja2.Environment:
 
 @lru_cache(maxsize=16)
 def _cached_environment(dirs: tuple[str, ...]) -> jinja2.Environment:
+    # deferred: jinja2 loads only when this path runs
     import jinja2
 
     from provision.render_guard import SandboxedTemplates
@@ -213,6 +214,7 @@ def builtin_vars(playbook: Playbook, app_name: str) -> dict[str, Any]:
 
 
 def render_dockerfile(playbook: Playbook, app_name: str) -> RenderedDockerfile:
+    # deferred: jinja2 loads only when this path runs
     from provision.render_guard import build_arg_problems, value_origins
 
     if app_name not in playbook.apps:
@@ -264,6 +266,7 @@ def render_template(playbook: Playbook | None, rel: str, variables: Mapping[str,
             origins: Mapping[str, tuple[str, Any]] | None = None) -> str:
     """Render `rel`; `origins` (variable → (key path, value)) are checked for control characters first,
     those the template (or a template it pulls in) can read."""
+    # deferred: jinja2 loads only when this path runs
     import jinja2
     from jinja2.sandbox import SecurityError
 

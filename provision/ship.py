@@ -98,6 +98,7 @@ def from_images(dockerfile: str) -> list[str]:
 
 
 def local_ids(client: Any, refs: Iterable[str]) -> dict[str, str]:
+    # deferred: docker, requests load only when this path runs
     import docker
 
     out = {}

@@ -10,6 +10,7 @@ create). The cores are plain functions so `up` and later pipelines can chain the
 
 from __future__ import annotations
 
+import io
 import sys
 import time
 from typing import Any
@@ -19,6 +20,7 @@ from invoke.context import Context
 from provision.changes import Change, HostRecap
 from provision.cli.common import dockyard_task, emit_json, load, options
 from provision.errors import InputError, StepFailed
+from provision.providers import existing_host, provider_module
 
 __all__ = ["provision", "teardown"]
 
@@ -28,8 +30,6 @@ YES_HELP = "do not ask for confirmation (required when stdin is not a terminal, 
 
 
 def provision_host(pb: Any, *, check: bool = False, resize: bool = False, reporter: Any = None) -> Any:
-    from provision.providers import existing_host, provider_module
-
     module = provider_module(pb)
     if module is None:
         return existing_host(pb)
@@ -37,8 +37,6 @@ def provision_host(pb: Any, *, check: bool = False, resize: bool = False, report
 
 
 def teardown_host(pb: Any, *, check: bool = False, reporter: Any = None) -> list[Change]:
-    from provision.providers import provider_module
-
     module = provider_module(pb)
     if module is None:
         return []  # `existing`: dockyard did not create the host, so it never removes it
@@ -84,8 +82,7 @@ def confirm(pb: Any, changes: list[Change], *, yes: bool, reporter: Any) -> None
 
 
 def _quiet_reporter() -> Any:
-    import io
-
+    # deferred: rich loads when a command runs, not for `dockyard --help`
     from rich.console import Console
 
     from provision.report import Reporter
@@ -100,6 +97,7 @@ def confirmed_teardown(pb: Any, *, check: bool, yes: bool, reporter: Any) -> lis
 
 def finish_provider(command: str, pb: Any, reporter: Any, started: float, opts: Any, check: bool,
             extra: dict[str, Any]) -> None:
+    # deferred: rich loads when a command runs, not for `dockyard --help`
     from provision.report import to_json
 
     recap = HostRecap(f"{pb.project}-{pb.environment}", list(reporter.results), time.monotonic() - started)
@@ -113,6 +111,7 @@ def finish_provider(command: str, pb: Any, reporter: Any, started: float, opts: 
 def provision(ctx: Context, env: str | None = None, playbook: str | None = None, json: bool = False,
               verbose: bool = False, check: bool = False, resize: bool = False) -> None:
     """Make exactly one host exist for the project and environment, ready for SSH (idempotent)."""
+    # deferred: rich loads when a command runs, not for `dockyard --help`
     from provision.report import Reporter
 
     opts = options(ctx, env, playbook, json, verbose)
@@ -129,6 +128,7 @@ def provision(ctx: Context, env: str | None = None, playbook: str | None = None,
 def teardown(ctx: Context, env: str | None = None, playbook: str | None = None, json: bool = False,
              verbose: bool = False, check: bool = False, yes: bool = False) -> None:
     """Terminate the host and delete what dockyard created for it (only resources carrying its tags)."""
+    # deferred: rich loads when a command runs, not for `dockyard --help`
     from provision.report import Reporter
 
     opts = options(ctx, env, playbook, json, verbose)

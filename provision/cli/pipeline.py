@@ -46,6 +46,7 @@ class UpResult:
 
 def run_up(pb: Any, *, reporter: Any, check: bool = False, diff: bool = False, resize: bool = False,
            prune: bool = False, verbose: bool = False, started: float | None = None) -> UpResult:
+    # deferred: fabric, paramiko, requests load when a command runs, not for `dockyard --help`
     from provision.remote import Remote, SshTarget  # deferred: fabric/paramiko are not needed for --help
 
     started = time.monotonic() if started is None else started
@@ -79,6 +80,7 @@ def run_up(pb: Any, *, reporter: Any, check: bool = False, diff: bool = False, r
 
 def finish(command: str, pb: Any, result: UpResult, reporter: Any, opts: Any, check: bool,
            extra: dict[str, Any] | None = None) -> None:
+    # deferred: rich loads when a command runs, not for `dockyard --help`
     from provision.report import to_json
 
     reporter.recap([result.recap])
@@ -105,6 +107,7 @@ def up(ctx: Context, env: str | None = None, playbook: str | None = None, json: 
        verbose: bool = False, check: bool = False, diff: bool = False, resize: bool = False,
        prune: bool = False) -> None:
     """Provision the host, set up its engine and deploy every app: the whole job, idempotent."""
+    # deferred: rich loads when a command runs, not for `dockyard --help`
     from provision.report import Reporter
 
     opts = options(ctx, env, playbook, json, verbose)
@@ -119,6 +122,7 @@ def up(ctx: Context, env: str | None = None, playbook: str | None = None, json: 
 def recreate(ctx: Context, env: str | None = None, playbook: str | None = None, json: bool = False,
              verbose: bool = False, check: bool = False, yes: bool = False) -> None:
     """Tear the host down, then `up` a fresh one from nothing: provision, setup, deploy."""
+    # deferred: rich loads when a command runs, not for `dockyard --help`
     from provision.report import Reporter
 
     opts = options(ctx, env, playbook, json, verbose)

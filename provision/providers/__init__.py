@@ -29,10 +29,12 @@ def existing_host(playbook: Any) -> HostInfo:
 def provider_module(playbook: Any) -> ModuleType | None:
     """The module that makes and finds the playbook's host; None for `existing` (dockyard makes nothing)."""
     if playbook.provider == "aws":
+        # deferred: boto3, fabric, paramiko, requests, rich load only when this path runs
         from provision.providers import aws
 
         return aws
     if playbook.provider == "local":
+        # deferred: paramiko, rich load only when this path runs
         from provision.providers import local
 
         return local

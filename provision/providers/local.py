@@ -163,6 +163,7 @@ def host_info(pb: Any, found: Found | None, key_file: Path, via: str | None = No
 
 
 def docker_client() -> Any:
+    # deferred: docker, requests load only when this path runs
     import docker
 
     try:
@@ -206,6 +207,7 @@ class LocalContext:
     client: Any
 
     def create_volume(self, p: SandboxParams) -> None:
+        # deferred: docker, requests load only when this path runs
         import docker
 
         try:
@@ -222,6 +224,7 @@ class LocalContext:
             host_config=body["HostConfig"])
 
     def start(self, name: str) -> None:
+        # deferred: docker, requests load only when this path runs
         import docker
 
         try:
@@ -232,12 +235,14 @@ class LocalContext:
             raise StepFailed(f"cannot start {name}: {exc.explanation or exc}{hint}") from None
 
     def remove_container(self, container_id: str) -> None:
+        # deferred: docker, requests load only when this path runs
         import docker
 
         with contextlib.suppress(docker.errors.NotFound):
             self.client.containers.get(container_id).remove(force=True, v=False)
 
     def remove_volume(self, name: str) -> None:
+        # deferred: docker, requests load only when this path runs
         import docker
 
         with contextlib.suppress(docker.errors.NotFound):
@@ -285,6 +290,7 @@ def _image_changes(client: Any, pb: Any, say: Any) -> tuple[str, list[Change]]:
 
 
 def _has(client: Any, ref: str, recipe: str, label: str) -> bool:
+    # deferred: docker, requests load only when this path runs
     import docker
 
     try:
