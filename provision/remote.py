@@ -63,7 +63,6 @@ from provision.channels import (
     drain,
     feed,
 )
-from provision.engine_api import docker_client, read_engine
 from provision.errors import StepFailed
 from provision.hostkeys import known_hosts_name, prepare_client
 from provision.sshconn import RunResult, SshTarget, command_line, connect_error, nodelay, parse_jump, tail
@@ -341,6 +340,9 @@ class Remote:
     # docker
     def engine_get(self, paths: Sequence[str], *, timeout: float = 60) -> list[Any]:
         """GET each Engine API path over ONE `docker system dial-stdio` channel; see provision.engine_api."""
+        # deferred: requests, urllib3 load after the first SSH byte, not before it (bench/first_byte.py)
+        from provision.engine_api import read_engine
+
         docs, version = read_engine(self.open_channel, self.target, paths, timeout=timeout)
         self._api_version = version or self._api_version
         return docs
@@ -353,6 +355,9 @@ class Remote:
             self.engine_get(["/version"], timeout=timeout)
         with self._lock:
             if self._docker is None:
+                # deferred: requests, urllib3 (and docker) load only when an SDK client is needed
+                from provision.engine_api import docker_client
+
                 self._docker = docker_client(self.open_channel, self.budget, timeout, self._api_version or "1.41")
             return self._docker
 

@@ -8,6 +8,9 @@ inside functions): an import inside a function still makes the two modules depen
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -217,3 +220,22 @@ def test_the_checks_find_what_they_look_for(tmp_path: Path) -> None:
     assert long_modules(root, "pkg") == [f"{Path('pkg/e.py')}: 408 lines"]
     assert function_level_imports(root, "pkg") == [("pkg.b", 2, False), ("pkg.e", 3, True), ("pkg.e", 5, True),
                                                     ("pkg.e", 7, False)]
+
+
+def _loaded_after(*modules: str) -> set[str]:
+    code = ("import importlib, sys\n"
+            f"for name in {list(modules)!r}:\n    importlib.import_module(name)\n"
+            "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60,
+                         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return set(out.stdout.split())
+
+
+def test_deferred_imports_stay_deferred() -> None:
+    """`dockyard --help` loads no model, console or SSH library; a deploy up to its first SSH byte loads no
+    Docker SDK, HTTP stack, Jinja2 or boto3 (what the function-level imports above are for)."""
+    assert _loaded_after("provision.cli") & {"pydantic", "rich", "paramiko", "fabric", "docker", "boto3",
+                                             "jinja2", "requests"} == set()
+    assert _loaded_after("provision.cli", "provision.playbook", "provision.deploy", "provision.remote",
+                         "provision.report", "provision.cli.setup") & {
+        "docker", "requests", "urllib3", "jinja2", "boto3"} == set()
