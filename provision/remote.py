@@ -157,8 +157,14 @@ class Remote:
             try:
                 conn.open()
             except Exception as exc:
-                with contextlib.suppress(Exception):
-                    conn.close()
+                # Fabric's close() does nothing for a connection that never finished opening, yet paramiko's
+                # transport (after a refused host key, say) still holds the socket: sshd counts it against
+                # MaxStartups until its LoginGraceTime. Close the clients themselves.
+                for half in (conn, gateway):
+                    if half is not None:
+                        with contextlib.suppress(Exception):
+                            half.client.close()
+                self._gateway = None
                 raise connect_error(self.target, exc, self.banner_timeout) from None
             nodelay(conn.client.get_transport())
             if gateway is not None:

@@ -182,3 +182,30 @@ def test_the_ssh_wait_through_a_bastion_names_the_bastion_when_its_key_changed(s
     with pytest.raises(StepFailed) as err:
         wait_until_ssh(Playbook.model_validate(data), info, rep, timeout=30)
     assert str(err.value).startswith(f"ssh jump host root@localhost:{sshd.port}: the host key changed")
+
+
+def _connections_to(port: int) -> int:
+    """This process's TCP connections to 127.0.0.1:port (from /proc/net/tcp: remote port field, ESTABLISHED)."""
+    count = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        remote, state = fields[2], fields[3]
+        if remote.endswith(f":{port:04X}") and state == "01":
+            count += 1
+    return count
+
+
+def test_a_refused_host_key_leaves_no_connection_open(sshd, tmp_path: Path) -> None:
+    """sshd counts a connection that never authenticates against MaxStartups (10 on a stock host) until its
+    LoginGraceTime (120 s): a refused key must close the socket at once, for the target and the jump host,
+    or a few refusals in a row make the host drop every new connection."""
+    kh = tmp_path / "known_hosts"
+    wrong = wrong_key_line(tmp_path)
+    kh.write_text(f"[localhost]:{sshd.port} {wrong}\n[127.0.0.1]:{sshd.port} {wrong}\n")
+    before = _connections_to(sshd.port)
+    for target in (via_bastion(sshd, kh),
+                   SshTarget("127.0.0.1", sshd.port, "root", sshd.key_file, kh, connect_timeout=5)):
+        for _ in range(3):
+            with pytest.raises(StepFailed, match="host key"):
+                Remote(target).open()
+    assert _connections_to(sshd.port) == before
