@@ -13,7 +13,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from provision.channels import ConnectionLost, is_connection_loss
+from provision.commands.docker import LABEL_BUILD_HASH
 from provision.errors import StepFailed
+from provision.progress import human_bytes
+from provision.ship import ship
 
 if TYPE_CHECKING:
     from provision.build import BuildContext
@@ -48,6 +51,7 @@ class DeployContext:
         """This machine's engine (builds with `build: local`, base images shipped to a sandbox host)."""
         with self._lock:
             if self._local is None:
+                # deferred: docker, requests load only when this path runs
                 import docker
 
                 try:
@@ -111,8 +115,6 @@ def build_local_and_ship(
     redact: Callable[[str], str] = str,
 ) -> str:
     """`build: local`: build with this machine's engine, then stream the image to the host (docker save|load)."""
-    from provision.ship import ship
-
     image_id = _build(
         ctx, ctx.local_docker().api, app=app, context=context, tag=tag, labels=labels, redact=redact, where="locally"
     )
@@ -124,16 +126,12 @@ def build_local_and_ship(
 
 def ship_images(ctx: DeployContext, *, refs: tuple[str, ...]) -> None:
     """Base images the host's engine cannot pull (a sandbox without a registry) go over SSH."""
-    from provision.ship import ship
-
     what = f"shipping {', '.join(refs)} to the host"
     with ctx.progress(what) as progress:
         ship(ctx.local_docker(), ctx.remote, list(refs), say=ctx.log, on_sent=_bytes_sent(progress, what))
 
 
 def _bytes_sent(progress: Any, what: str) -> Callable[[int], None]:
-    from provision.progress import human_bytes
-
     return lambda sent: progress.update(f"{what}: {human_bytes(sent)} sent")
 
 
@@ -150,7 +148,7 @@ def _build(
 ) -> str:
     tail: deque[str] = deque(maxlen=BUILD_TAIL)
     image_id = ""
-    all_labels = {**labels, "dockyard.build-hash": context.content_hash}
+    all_labels = {**labels, LABEL_BUILD_HASH: context.content_hash}
     with ctx.progress(f"{app}: building {tag} {where}") as progress, context.tar() as fileobj:
         try:
             stream = api.build(

@@ -49,6 +49,11 @@ class Change:
     notify: tuple[str, ...] = ()  # handler names to run once at the end if this change was applied
     data: dict[str, Any] = field(default_factory=dict, compare=False)  # machine-readable, for --json
 
+    def to_json(self) -> dict[str, Any]:
+        """What --json shows of this change (descriptions only: they are secret-free)."""
+        return {"target": self.target, "action": self.action, "reason": self.reason,
+                "steps": [s.description for s in self.steps], **({"data": self.data} if self.data else {})}
+
 
 class Status(StrEnum):
     OK = "ok"

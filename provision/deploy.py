@@ -15,9 +15,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from provision import ship
 from provision.appops import DeployContext
 from provision.build import assemble, image_tag
-from provision.changes import HostRecap, Status
+from provision.changes import HostRecap
 from provision.commands.docker import (
     container_config,
     env_file_content,
@@ -25,11 +26,13 @@ from provision.commands.docker import (
     label_filters,
     volume_name,
 )
-from provision.errors import InputError, Problem
+from provision.errors import InputError, Problem, StepFailed
 from provision.facts.apps import AppFacts, gather, gather_remote
 from provision.plan import apps as plan
 from provision.plan.apps import DesiredApp
+from provision.render import render_dockerfile
 from provision.runner import Runner
+from provision.secrets import SecretSource
 from provision.spec import Playbook
 
 MAX_PARALLEL_APPS = 3
@@ -39,8 +42,6 @@ MAX_PARALLEL_APPS = 3
 
 
 def secret_source(playbook: Playbook) -> Any:
-    from provision.secrets import SecretSource
-
     return SecretSource(playbook)
 
 
@@ -84,8 +85,6 @@ def select(playbook: Playbook, only: Sequence[str] | None) -> Selection:
 
 def desired_apps(playbook: Playbook, names: Iterable[str], secrets: Any, ssh_user: str) -> list[DesiredApp]:
     """Render, hash and configure every app locally; all input problems at once, as one InputError."""
-    from provision.render import render_dockerfile
-
     names = list(names)
     wanted = sorted({s for n in names for s in playbook.apps[n].secrets})
     problems: list[Problem] = []
@@ -239,14 +238,8 @@ def deploy(
     return DeployResult(runner.recap, orphans, ctx.built)
 
 
-def changed_count(recap: HostRecap) -> int:
-    return recap.count(Status.CHANGED)
-
-
 def bases_to_ship(ctx: DeployContext, to_build: list[DesiredApp]) -> list[Any]:
     """A sandbox host's engine has no registry: the images its builds start FROM come from this machine."""
-    from provision import ship
-
     wanted: list[str] = []
     for d in to_build:
         if d.build_where == "host":
@@ -330,8 +323,6 @@ def status(playbook: Playbook, remote: Any) -> list[AppStatus]:
 
 def find_container(playbook: Playbook, remote: Any, app: str, *, running: bool = True) -> str:
     """The app's container: the newest running one; with running=False (logs) a stopped one will do."""
-    from provision.errors import StepFailed
-
     if app not in playbook.apps:
         raise InputError.single(
             f"no app {app!r} in the playbook (apps: {', '.join(playbook.apps)})", playbook.source, "apps"

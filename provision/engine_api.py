@@ -14,7 +14,9 @@ the host).
 from __future__ import annotations
 
 import contextlib
+import http.client
 import io
+import json
 import logging
 import queue
 from collections.abc import Callable, Sequence
@@ -27,12 +29,12 @@ from urllib3.connection import HTTPConnection
 
 from provision.channels import ChannelBudget, ChannelLease, ConnectionLost
 from provision.errors import StepFailed
-from provision.remote import tail
+from provision.sshconn import tail
 
 if TYPE_CHECKING:
     import docker
 
-    from provision.remote import SshTarget
+    from provision.sshconn import SshTarget
 
 PLACEHOLDER = "dockyard-engine.invalid"  # the base URL's host: never resolved, our adapter answers for it
 BASE_URL = f"http://{PLACEHOLDER}:2375"
@@ -53,9 +55,6 @@ def read_engine(open_channel: OpenChannel, target: SshTarget, paths: Sequence[st
                 ) -> tuple[list[Any], str | None]:
     """GET each Engine API path (unversioned: the engine's own API version); returns the decoded JSON
     documents, in order, and the engine's API version from the answers' Api-Version header."""
-    import http.client
-    import json
-
     lease = open_channel("Engine API reads")
     chan = lease.channel
     docs: list[Any] = []
@@ -219,6 +218,7 @@ def docker_client(open_channel: OpenChannel, budget: ChannelBudget, timeout: flo
                   ) -> docker.DockerClient:
     """A docker SDK client whose requests ride dial-stdio channels of our SSH connection. `api_version` is the
     engine's (learnt by one budgeted read): given explicitly, the SDK asks the engine nothing here."""
+    # deferred: docker loads only when this path runs
     import docker
 
     client = docker.DockerClient(base_url=f"tcp://{PLACEHOLDER}:2375", version=api_version, timeout=timeout)

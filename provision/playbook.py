@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from provision.build import check_context
 from provision.errors import InputError, Problem
 from provision.spec import Playbook, SpecError
 from provision.yamlfile import Locs, PathT, format_path, read_yaml, short
@@ -133,8 +134,6 @@ def check_contexts(playbook: Playbook) -> list[Problem]:
     every file it would send is readable (named relative to the context) and a `dockerfile:` is there.
 
     Separate from load_playbook: commands that build nothing (teardown, status) must not need the sources."""
-    from provision.build import check_context
-
     locs: Locs = (playbook.__pydantic_private__ or {}).get("_locs") or {}
     top = playbook.source or Path("<playbook>")
     problems: list[Problem] = []

@@ -49,15 +49,13 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 import paramiko
 from fabric import Config, Connection
 
 from provision.channels import (
-    DEFAULT_MAX_SESSIONS,
     DEFAULT_WAIT,
     ChannelBudget,
     ChannelLease,
@@ -66,84 +64,18 @@ from provision.channels import (
     feed,
 )
 from provision.errors import StepFailed
-from provision.hostkeys import HostKeyTrust, known_hosts_name, prepare_client
-from provision.sshconn import connect_error, nodelay, parse_jump
+from provision.hostkeys import known_hosts_name, prepare_client
+from provision.sshconn import RunResult, SshTarget, command_line, connect_error, nodelay, parse_jump, tail
 
 if TYPE_CHECKING:
     import docker
 
-    from provision.spec import Playbook
-
-STDERR_TAIL = 800  # characters of stderr carried by a failure message
 REFUSALS = 8  # channel refusals in a row before giving up (each lowers the budget or waits a little longer)
 BACKOFF = 0.2  # seconds after a refused channel, times the attempt number
 
 _log = logging.getLogger("dockyard")
 
-
-@dataclass(frozen=True)
-class SshTarget:
-    host: str
-    port: int = 22
-    user: str = "root"
-    key_file: Path | None = None
-    known_hosts: Path = Path("known_hosts")
-    jump: str | None = None  # "user@host:port"
-    connect_timeout: float = 10.0
-    trust: HostKeyTrust = field(default_factory=HostKeyTrust)
-    max_sessions: int = DEFAULT_MAX_SESSIONS  # session channels open at once on the connection
-
-    @classmethod
-    def from_playbook(cls, playbook: Playbook, address: str | None) -> SshTarget:
-        host = playbook.ssh.host or address
-        if not host:
-            raise StepFailed("no address to connect to: the host has none yet and ssh.host is not set")
-        return cls(host=host, port=playbook.ssh.port, user=playbook.ssh_user, key_file=playbook.key_file,
-                   known_hosts=playbook.known_hosts_file, jump=playbook.ssh.jump,
-                   connect_timeout=playbook.ssh.connect_timeout, trust=HostKeyTrust.from_playbook(playbook),
-                   max_sessions=playbook.ssh.max_sessions)
-
-    @classmethod
-    def from_host(cls, playbook: Playbook, info: Any) -> SshTarget:
-        """From a provider's HostInfo (`ssh_address`, `ssh_port`, `ssh_user`: ssh.* already applied; a
-        provider that made its own key, like `local`, names it in `data["key_file"]`)."""
-        target = cls.from_playbook(playbook, info.ssh_address)
-        key = (getattr(info, "data", None) or {}).get("key_file")
-        return replace(target, host=info.ssh_address or target.host, port=info.ssh_port or target.port,
-                       user=info.ssh_user or target.user, key_file=Path(key) if key else target.key_file)
-
-    @property
-    def label(self) -> str:
-        return f"{self.user}@{self.host}:{self.port}"
-
-    @property
-    def known_hosts_name(self) -> str:
-        """How the host is written in known_hosts (OpenSSH's convention)."""
-        return known_hosts_name(self.host, self.port)
-
-
-@dataclass(frozen=True)
-class RunResult:
-    exit_code: int
-    stdout: str
-    stderr: str
-
-    @property
-    def ok(self) -> bool:
-        return self.exit_code == 0
-
-
-def tail(text: str, limit: int = STDERR_TAIL) -> str:
-    text = text.strip()
-    return text if len(text) <= limit else "…" + text[-limit:]
-
-
-def command_line(argv: Sequence[str], *, sudo: bool, user: str) -> str:
-    """The one place argv becomes a shell string."""
-    line = shlex.join(list(argv))
-    if sudo and user != "root":
-        line = "sudo -n -- " + line
-    return line
+__all__ = ["Remote", "RunResult", "SshTarget", "command_line", "tail"]  # the targets and results live in sshconn
 
 
 # --- the connection ----------------------------------------------------------------------------------------
@@ -411,19 +343,10 @@ class Remote:
             if not r.ok:
                 raise StepFailed(f"upload {path} to {self.target.label} failed: {tail(r.stderr, 300)}")
 
-    def read_file(self, path: str, *, sudo: bool = False) -> bytes | None:
-        """The file's bytes, or None when it does not exist (one round trip)."""
-        r = self.run(["sh", "-c", 'if [ -e "$1" ]; then cat -- "$1"; else exit 3; fi', "sh", path],
-                     sudo=sudo, check=False)
-        if r.exit_code == 3:
-            return None
-        if r.exit_code != 0:
-            raise StepFailed(f"cannot read {path} on {self.target.label}: {tail(r.stderr)}")
-        return r.stdout.encode("utf-8")
-
     # docker
     def engine_get(self, paths: Sequence[str], *, timeout: float = 60) -> list[Any]:
         """GET each Engine API path over ONE `docker system dial-stdio` channel; see provision.engine_api."""
+        # deferred: requests, urllib3 load after the first SSH byte, not before it (bench/first_byte.py)
         from provision.engine_api import read_engine
 
         docs, version = read_engine(self.open_channel, self.target, paths, timeout=timeout)
@@ -438,6 +361,7 @@ class Remote:
             self.engine_get(["/version"], timeout=timeout)
         with self._lock:
             if self._docker is None:
+                # deferred: requests, urllib3 (and docker) load only when an SDK client is needed
                 from provision.engine_api import docker_client
 
                 self._docker = docker_client(self.open_channel, self.budget, timeout, self._api_version or "1.41")

@@ -1,4 +1,4 @@
-"""Render templates: an app's Dockerfile and the engine's daemon.json.
+"""Render templates: an app's Dockerfile (the engine's daemon.json: provision.render_daemon).
 
 Where templates come from (first match wins, per file):
 1. `<playbook dir>/templates/` — a project's own templates, beside its playbook;
@@ -39,7 +39,7 @@ import yaml
 
 import provision
 from provision.errors import InputError, Problem
-from provision.spec import EngineSpec, Playbook
+from provision.spec import Playbook
 
 if TYPE_CHECKING:
     import jinja2  # imported where a template is rendered: a playbook of plain Dockerfiles never needs it
@@ -129,6 +129,7 @@ def _environment(playbook: Playbook | None) -> jinja2.Environment:
 
 @lru_cache(maxsize=16)
 def _cached_environment(dirs: tuple[str, ...]) -> jinja2.Environment:
+    # deferred: jinja2 loads only when this path runs
     import jinja2
 
     from provision.render_guard import SandboxedTemplates
@@ -199,10 +200,6 @@ def template_info(name: str, playbook: Playbook | None = None, key_path: str = "
                         variables)
 
 
-def template_supports_read_only(name: str, playbook: Playbook | None = None) -> bool:
-    return template_info(name, playbook).read_only
-
-
 # --- Dockerfiles -------------------------------------------------------------------------------------------
 
 def builtin_vars(playbook: Playbook, app_name: str) -> dict[str, Any]:
@@ -217,6 +214,7 @@ def builtin_vars(playbook: Playbook, app_name: str) -> dict[str, Any]:
 
 
 def render_dockerfile(playbook: Playbook, app_name: str) -> RenderedDockerfile:
+    # deferred: jinja2 loads only when this path runs
     from provision.render_guard import build_arg_problems, value_origins
 
     if app_name not in playbook.apps:
@@ -233,7 +231,7 @@ def render_dockerfile(playbook: Playbook, app_name: str) -> RenderedDockerfile:
     rel = f"dockerfiles/{app.template}{DOCKERFILE_SUFFIX}"
     problems = build_arg_problems(playbook, app_name)
     try:
-        text = _render(playbook, rel, variables, what=f"template {app.template!r}", app_name=app_name,
+        text = render_template(playbook, rel, variables, what=f"template {app.template!r}", app_name=app_name,
                        var_hint=f"apps.{app_name}.vars", syntax_key=f"apps.{app_name}.template",
                        origins=value_origins(playbook, app_name))
     except InputError as exc:
@@ -263,11 +261,12 @@ def _read_dockerfile(playbook: Playbook, app_name: str) -> RenderedDockerfile:
     return RenderedDockerfile(app=app_name, text=text, dockerfile=app.dockerfile, source=path)
 
 
-def _render(playbook: Playbook | None, rel: str, variables: Mapping[str, Any], *, what: str,
+def render_template(playbook: Playbook | None, rel: str, variables: Mapping[str, Any], *, what: str,
             app_name: str | None, var_hint: str, syntax_key: str,
             origins: Mapping[str, tuple[str, Any]] | None = None) -> str:
     """Render `rel`; `origins` (variable → (key path, value)) are checked for control characters first,
     those the template (or a template it pulls in) can read."""
+    # deferred: jinja2 loads only when this path runs
     import jinja2
     from jinja2.sandbox import SecurityError
 
@@ -359,56 +358,3 @@ def _short(filename: str) -> str:
 
 def _source(playbook: Playbook | None) -> Path | None:
     return playbook.source if playbook is not None else None
-
-
-# --- daemon.json -------------------------------------------------------------------------------------------
-
-def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    """`over` merged onto `base`: mappings merge key by key, anything else replaces; None deletes a key."""
-    out = dict(base)
-    for key, value in over.items():
-        if value is None:
-            out.pop(key, None)
-        elif isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-def render_daemon_json(engine: EngineSpec, playbook: Playbook | None = None) -> str:
-    """dockyard's daemon.json defaults (templates/engine/daemon.json.j2) with `engine.daemon` deep-merged
-    over them (a `null` value removes a default). Pretty JSON, sorted keys, trailing newline.
-
-    `hosts` is refused: a `tcp://` listener would expose the Docker API (root on the host) to the network
-    (dockyard talks to the engine over SSH), and any `hosts` in daemon.json conflicts with the `-H fd://`
-    flag of the distributions' docker.service, so dockerd would not start.
-    """
-    file = _source(playbook)
-    text = _render(playbook, DAEMON_TEMPLATE, {}, what=f"template {DAEMON_TEMPLATE!r}", app_name=None,
-                   var_hint="engine.daemon", syntax_key="engine.daemon")
-    try:
-        defaults = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError.single(f"template {DAEMON_TEMPLATE!r} did not render JSON: {exc}", file,
-                                "engine.daemon") from None
-    if not isinstance(defaults, dict):
-        raise InputError.single(f"template {DAEMON_TEMPLATE!r} must render a JSON object", file,
-                                "engine.daemon")
-    merged = deep_merge(defaults, engine.daemon)
-    if "hosts" in merged:
-        hosts = merged["hosts"]
-        listed = [hosts] if isinstance(hosts, str) else list(hosts) if isinstance(hosts, list) else [hosts]
-        tcp = [h for h in listed if isinstance(h, str) and h.strip().lower().startswith("tcp://")]
-        if tcp:
-            msg = (f"refusing a TCP listener for the Docker API ({', '.join(tcp)}): anyone who reaches it is "
-                   "root on the host; dockyard talks to the engine over SSH")
-        else:
-            msg = ("`hosts` in daemon.json conflicts with the -H flag docker.service already passes, and "
-                   "dockerd would refuse to start; leave it out (dockyard talks to the engine over SSH)")
-        raise InputError.single(msg, file, "engine.daemon.hosts")
-    try:
-        return json.dumps(merged, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-    except (TypeError, ValueError) as exc:
-        raise InputError.single(f"engine.daemon is not JSON-serialisable: {exc}", file,
-                                "engine.daemon") from None

@@ -162,11 +162,6 @@ def print_table(console: Console, title: str, columns: Sequence[str], rows: Iter
     console.print(table, highlight=False)
 
 
-def _change_json(change: Change) -> dict[str, Any]:
-    return {"target": change.target, "action": change.action, "reason": change.reason,
-            "steps": [s.description for s in change.steps], **({"data": change.data} if change.data else {})}
-
-
 def to_json(recaps: list[HostRecap], extra: dict[str, Any] | None = None) -> dict[str, Any]:
     hosts = []
     for r in recaps:
@@ -177,7 +172,7 @@ def to_json(recaps: list[HostRecap], extra: dict[str, Any] | None = None) -> dic
             "tasks": [{"task": t.task, "status": t.status.value, "elapsed": round(t.elapsed, 3),
                        **({"message": t.message} if t.message else {}),
                        **({"data": t.data} if t.data else {}),
-                       "changes": [_change_json(c) for c in t.changes]} for t in r.results],
+                       "changes": [c.to_json() for c in t.changes]} for t in r.results],
         })
     doc: dict[str, Any] = {
         "ok": not any(r.failed for r in recaps),

@@ -23,7 +23,11 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import paramiko
+
+from provision.channels import ConnectionLost
 from provision.errors import StepFailed
+from provision.sshconn import command_line
 
 CHUNK = 1 << 20  # bytes per chunk read from the local engine
 SEND = 1 << 16  # bytes per SSH write
@@ -49,8 +53,6 @@ def plan_ship(refs: Iterable[str], local_ids: Mapping[str, str], remote_ids: Map
 
 
 def load_command(*, sudo: bool, user: str) -> str:
-    from provision.remote import command_line
-
     return command_line(["docker", "load"], sudo=sudo, user=user)
 
 
@@ -96,6 +98,7 @@ def from_images(dockerfile: str) -> list[str]:
 
 
 def local_ids(client: Any, refs: Iterable[str]) -> dict[str, str]:
+    # deferred: docker, requests load only when this path runs
     import docker
 
     out = {}
@@ -140,10 +143,6 @@ def stream_load(remote: Any, chunks: Iterable[bytes], *, sudo: bool = False, wha
                 on_sent: Callable[[int], None] | None = None) -> int:
     """Write `chunks` into `docker load` on the host (one budgeted channel); returns the number of bytes sent
     (also given to `on_sent` after each chunk, for progress)."""
-    import paramiko
-
-    from provision.channels import ConnectionLost
-
     out: list[bytes] = []
     err: list[bytes] = []
 

@@ -1,4 +1,5 @@
-"""`provision`, `teardown`, `recreate`: make the playbook's host exist, remove every trace of it, or both.
+"""`provision`, `teardown`: make the playbook's host exist, or remove every trace of it (`recreate`, both, is in
+provision.cli.pipeline).
 
 They dispatch on `playbook.provider` (aws: EC2 via boto3; local: the sandbox container; existing: nothing to
 create). The cores are plain functions so `up` and later pipelines can chain them:
@@ -9,6 +10,7 @@ create). The cores are plain functions so `up` and later pipelines can chain the
 
 from __future__ import annotations
 
+import io
 import sys
 import time
 from typing import Any
@@ -18,8 +20,9 @@ from invoke.context import Context
 from provision.changes import Change, HostRecap
 from provision.cli.common import dockyard_task, emit_json, load, options
 from provision.errors import InputError, StepFailed
+from provision.providers import existing_host, provider_module
 
-__all__ = ["provision", "recreate", "teardown"]
+__all__ = ["provision", "teardown"]
 
 CHECK_HELP = "show what would be created, changed or deleted; change nothing"
 RESIZE_HELP = "apply an instance type change (stops and starts the host)"
@@ -27,8 +30,6 @@ YES_HELP = "do not ask for confirmation (required when stdin is not a terminal, 
 
 
 def provision_host(pb: Any, *, check: bool = False, resize: bool = False, reporter: Any = None) -> Any:
-    from provision.providers import existing_host, provider_module
-
     module = provider_module(pb)
     if module is None:
         return existing_host(pb)
@@ -36,8 +37,6 @@ def provision_host(pb: Any, *, check: bool = False, resize: bool = False, report
 
 
 def teardown_host(pb: Any, *, check: bool = False, reporter: Any = None) -> list[Change]:
-    from provision.providers import provider_module
-
     module = provider_module(pb)
     if module is None:
         return []  # `existing`: dockyard did not create the host, so it never removes it
@@ -49,12 +48,6 @@ def host_json(info: Any) -> dict[str, Any]:
             "ssh": {"address": info.ssh_address, "port": info.ssh_port, "user": info.ssh_user},
             "public_address": info.public_address, "private_address": info.private_address,
             **({"published": info.published} if info.published else {}), **info.data}
-
-
-def changes_json(changes: list[Change]) -> list[dict[str, Any]]:
-    return [{"target": c.target, "action": c.action, "reason": c.reason,
-             "steps": [s.description for s in c.steps], **({"data": c.data} if c.data else {})}
-            for c in changes]
 
 
 def say_where(pb: Any, info: Any, reporter: Any, *, next_step: bool = True) -> None:
@@ -89,22 +82,22 @@ def confirm(pb: Any, changes: list[Change], *, yes: bool, reporter: Any) -> None
 
 
 def _quiet_reporter() -> Any:
-    import io
-
+    # deferred: rich loads when a command runs, not for `dockyard --help`
     from rich.console import Console
 
     from provision.report import Reporter
     return Reporter(console=Console(file=io.StringIO()))
 
 
-def _teardown(pb: Any, *, check: bool, yes: bool, reporter: Any) -> list[Change]:
+def confirmed_teardown(pb: Any, *, check: bool, yes: bool, reporter: Any) -> list[Change]:
     if not check and not yes:
         confirm(pb, teardown_host(pb, check=True, reporter=_quiet_reporter()), yes=yes, reporter=reporter)
     return teardown_host(pb, check=check, reporter=reporter)
 
 
-def _finish(command: str, pb: Any, reporter: Any, started: float, opts: Any, check: bool,
+def finish_provider(command: str, pb: Any, reporter: Any, started: float, opts: Any, check: bool,
             extra: dict[str, Any]) -> None:
+    # deferred: rich loads when a command runs, not for `dockyard --help`
     from provision.report import to_json
 
     recap = HostRecap(f"{pb.project}-{pb.environment}", list(reporter.results), time.monotonic() - started)
@@ -118,6 +111,7 @@ def _finish(command: str, pb: Any, reporter: Any, started: float, opts: Any, che
 def provision(ctx: Context, env: str | None = None, playbook: str | None = None, json: bool = False,
               verbose: bool = False, check: bool = False, resize: bool = False) -> None:
     """Make exactly one host exist for the project and environment, ready for SSH (idempotent)."""
+    # deferred: rich loads when a command runs, not for `dockyard --help`
     from provision.report import Reporter
 
     opts = options(ctx, env, playbook, json, verbose)
@@ -127,38 +121,19 @@ def provision(ctx: Context, env: str | None = None, playbook: str | None = None,
     info = provision_host(pb, check=check, resize=resize, reporter=reporter)
     if not check:
         say_where(pb, info, reporter)
-    _finish("provision", pb, reporter, started, opts, check, {"host": host_json(info)})
+    finish_provider("provision", pb, reporter, started, opts, check, {"host": host_json(info)})
 
 
 @dockyard_task(help={"check": CHECK_HELP, "yes": YES_HELP})
 def teardown(ctx: Context, env: str | None = None, playbook: str | None = None, json: bool = False,
              verbose: bool = False, check: bool = False, yes: bool = False) -> None:
     """Terminate the host and delete what dockyard created for it (only resources carrying its tags)."""
+    # deferred: rich loads when a command runs, not for `dockyard --help`
     from provision.report import Reporter
 
     opts = options(ctx, env, playbook, json, verbose)
     pb = load(opts)
     reporter = Reporter(json_mode=opts.json, verbose=opts.verbose)
     started = time.monotonic()
-    changes = _teardown(pb, check=check, yes=yes, reporter=reporter)
-    _finish("teardown", pb, reporter, started, opts, check, {"changes": changes_json(changes)})
-
-
-@dockyard_task(connects=True, help={"check": CHECK_HELP, "yes": YES_HELP})
-def recreate(ctx: Context, env: str | None = None, playbook: str | None = None, json: bool = False,
-             verbose: bool = False, check: bool = False, yes: bool = False) -> None:
-    """Tear the host down, then `up` a fresh one from nothing: provision, setup, deploy."""
-    from provision.cli.pipeline import finish, run_up
-    from provision.report import Reporter
-
-    opts = options(ctx, env, playbook, json, verbose)
-    pb = load(opts)
-    reporter = Reporter(json_mode=opts.json, verbose=opts.verbose)
-    started = time.monotonic()
-    removed = _teardown(pb, check=check, yes=yes, reporter=reporter)
-    if check:
-        reporter.info("then: provision a fresh host from nothing, set up its engine and deploy every app")
-        _finish("recreate", pb, reporter, started, opts, check, {"changes": changes_json(removed)})
-        return
-    result = run_up(pb, reporter=reporter, verbose=opts.verbose, started=started)
-    finish("recreate", pb, result, reporter, opts, check, {"removed": changes_json(removed)})
+    changes = confirmed_teardown(pb, check=check, yes=yes, reporter=reporter)
+    finish_provider("teardown", pb, reporter, started, opts, check, {"changes": [c.to_json() for c in changes]})

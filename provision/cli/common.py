@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from invoke import task
 from invoke.context import Context
 from invoke.exceptions import Exit
 
@@ -87,6 +88,7 @@ def options(ctx: Context, env: str | None = None, playbook: str | None = None, j
 
 
 def load(opts: Options):  # -> Playbook (imported lazily: keeps `dockyard --help` fast)
+    # deferred: pydantic loads when a command runs, not for `dockyard --help`
     from provision.playbook import load_playbook, resolve_playbook
 
     pb = load_playbook(resolve_playbook(opts.env, opts.playbook, opts.root))
@@ -154,8 +156,6 @@ def dockyard_task(*, help: dict[str, str] | None = None, connects: bool = False,
                   **task_kwargs: Any) -> Callable[[F], Any]:
     """`@invoke.task` with the common options' help and dockyard's error handling; `connects=True` for tasks
     that open SSH connections (adds `--strict-host-keys`)."""
-    from invoke import task
-
     def decorate(func: F) -> Any:
         extra = {"strict_host_keys": STRICT_HELP} if connects else {}
         return task(help={**COMMON_HELP, **extra, **(help or {})}, **task_kwargs)(

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import shlex
 import sys
+from dataclasses import asdict
 from typing import Any
 
 from invoke.context import Context
 from invoke.exceptions import Exit
 
 from provision.cli.common import dockyard_task, emit_json, load, options
+from provision.cli.setup import resolve_host, ssh_target
 from provision.errors import EXIT_FAILED, InputError
 
 __all__ = ["deploy", "exec_", "logs", "status"]
@@ -31,7 +33,7 @@ STATUS_COLUMNS = ("app", "version", "state", "health", "ports", "started", "imag
 
 
 def _remote_for(pb: Any, host: Any = None) -> Any:
-    from provision.cli.setup import resolve_host, ssh_target
+    # deferred: fabric, paramiko, requests load when a command runs, not for `dockyard --help`
     from provision.remote import Remote
 
     return Remote(ssh_target(pb, host or resolve_host(pb)))
@@ -51,6 +53,7 @@ def deploy_host(
     verbose: bool = False,
 ) -> Any:
     """Deploy the playbook's apps; returns provision.deploy.DeployResult (its `.recap` for the report)."""
+    # deferred: paramiko, pydantic, rich load when a command runs, not for `dockyard --help`
     from provision.deploy import deploy as run_deploy
     from provision.deploy import desired_apps, secret_source, select
     from provision.report import Reporter
@@ -127,6 +130,7 @@ def deploy(
     prune_volumes: bool = False,
 ) -> None:
     """Build and run the playbook's apps on the host, each in its own network (idempotent)."""
+    # deferred: rich loads when a command runs, not for `dockyard --help`
     from provision.report import Reporter, to_json
 
     opts = options(ctx, env, playbook, json, verbose)
@@ -179,8 +183,7 @@ def status(
     verbose: bool = False,
 ) -> None:
     """A table per app: version (build hash), state, health, ports, started, image size."""
-    from dataclasses import asdict
-
+    # deferred: paramiko, pydantic, rich load when a command runs, not for `dockyard --help`
     from rich.console import Console
 
     from provision.deploy import status as app_status
@@ -216,6 +219,7 @@ def logs(
     n: int = 100,
 ) -> None:
     """Print an app's container logs (stdout and stderr)."""
+    # deferred: paramiko, pydantic, rich load when a command runs, not for `dockyard --help`
     from provision.deploy import find_container
 
     opts = options(ctx, env, playbook, json, verbose)
@@ -265,6 +269,7 @@ def exec_(
     cmd: str = "",
 ) -> None:
     """Run a command in an app's running container; exits with the command's exit code."""
+    # deferred: paramiko, pydantic, rich load when a command runs, not for `dockyard --help`
     from provision.deploy import find_container
 
     opts = options(ctx, env, playbook, json, verbose)

@@ -8,13 +8,16 @@ from typing import Any
 
 from invoke.context import Context
 
+from provision.build import NEVER_SENT
 from provision.cli.common import Options, dockyard_task, emit_json, load, options
 from provision.errors import InputError, Problem
+from provision.secrets import SecretSource
 
 __all__ = ["render", "validate"]
 
 
 def _playbook_files(opts: Options) -> list[Path]:
+    # deferred: pydantic loads when a command runs, not for `dockyard --help`
     from provision.playbook import find_playbooks, resolve_playbook
 
     if opts.env or opts.playbook:
@@ -63,6 +66,7 @@ def describe(pb: Any) -> dict[str, Any]:
 
 
 def _check_renders(pb: Any) -> list[Problem]:
+    # deferred: pydantic loads when a command runs, not for `dockyard --help`
     from provision.render import render_dockerfile
 
     problems: list[Problem] = []
@@ -75,8 +79,6 @@ def _check_renders(pb: Any) -> list[Problem]:
 
 
 def _missing_secrets(pb: Any) -> dict[str, list[str]]:
-    from provision.secrets import SecretSource
-
     source = SecretSource(pb)
     return {name: missing for name, app in pb.apps.items() if (missing := list(source.missing(app.secrets)))}
 
@@ -84,8 +86,6 @@ def _missing_secrets(pb: Any) -> dict[str, list[str]]:
 def context_warnings(pb: Any) -> list[str]:
     """Apps whose build context holds the playbook's own directory (`context: .`, the default): its .env and
     .dockyard/ keys sit there. dockyard never sends those, but everything else there lands in the image."""
-    from provision.build import NEVER_SENT
-
     here = pb.base_dir.resolve()
     out = []
     for name in pb.apps:
@@ -136,6 +136,7 @@ def validate(c: Context, env: str | None = None, playbook: str | None = None, js
     opts = options(c, env, playbook, json, verbose)
     problems: list[Problem] = []
     docs: list[dict[str, Any]] = []
+    # deferred: pydantic loads when a command runs, not for `dockyard --help`
     from provision.playbook import check_contexts, load_playbook
 
     for path in _playbook_files(opts):
@@ -166,6 +167,7 @@ def validate(c: Context, env: str | None = None, playbook: str | None = None, js
 def render(c: Context, env: str | None = None, playbook: str | None = None, json: bool = False,
            verbose: bool = False, app: list[str] | None = None) -> None:
     """Print the rendered Dockerfile of an app (or of every app)."""
+    # deferred: pydantic loads when a command runs, not for `dockyard --help`
     from provision.render import render_dockerfile
 
     opts = options(c, env, playbook, json, verbose)

@@ -1,4 +1,4 @@
-"""`up`: provision → setup → deploy, over one SSH connection, with one recap.
+"""`up`: provision → setup → deploy, over one SSH connection, with one recap; `recreate`: teardown, then `up`.
 
 The control flow of the whole product lives here, in one place: each phase's core is a plain function of
 its own module (provision_host, setup_host, deploy_host), and `recreate` reuses `run_up` after teardown.
@@ -14,10 +14,21 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 
 from provision.changes import HostRecap, Status
+from provision.cli.aws import (
+    CHECK_HELP,
+    YES_HELP,
+    confirmed_teardown,
+    finish_provider,
+    host_json,
+    provision_host,
+    say_where,
+)
 from provision.cli.common import dockyard_task, emit_json, load, options
+from provision.cli.deploy import app_urls, deploy_host
+from provision.cli.setup import setup_host
 from provision.errors import EXIT_FAILED
 
-__all__ = ["up"]
+__all__ = ["recreate", "up"]
 
 
 @dataclass
@@ -35,10 +46,8 @@ class UpResult:
 
 def run_up(pb: Any, *, reporter: Any, check: bool = False, diff: bool = False, resize: bool = False,
            prune: bool = False, verbose: bool = False, started: float | None = None) -> UpResult:
-    from provision.cli.aws import provision_host, say_where
-    from provision.cli.deploy import app_urls, deploy_host
-    from provision.cli.setup import setup_host
-    from provision.remote import Remote, SshTarget
+    # deferred: fabric, paramiko, requests load when a command runs, not for `dockyard --help`
+    from provision.remote import Remote, SshTarget  # deferred: fabric/paramiko are not needed for --help
 
     started = time.monotonic() if started is None else started
     label = f"{pb.project}-{pb.environment}"
@@ -71,7 +80,7 @@ def run_up(pb: Any, *, reporter: Any, check: bool = False, diff: bool = False, r
 
 def finish(command: str, pb: Any, result: UpResult, reporter: Any, opts: Any, check: bool,
            extra: dict[str, Any] | None = None) -> None:
-    from provision.cli.aws import host_json
+    # deferred: rich loads when a command runs, not for `dockyard --help`
     from provision.report import to_json
 
     reporter.recap([result.recap])
@@ -98,6 +107,7 @@ def up(ctx: Context, env: str | None = None, playbook: str | None = None, json: 
        verbose: bool = False, check: bool = False, diff: bool = False, resize: bool = False,
        prune: bool = False) -> None:
     """Provision the host, set up its engine and deploy every app: the whole job, idempotent."""
+    # deferred: rich loads when a command runs, not for `dockyard --help`
     from provision.report import Reporter
 
     opts = options(ctx, env, playbook, json, verbose)
@@ -106,3 +116,23 @@ def up(ctx: Context, env: str | None = None, playbook: str | None = None, json: 
     result = run_up(pb, reporter=reporter, check=check, diff=diff, resize=resize, prune=prune,
                     verbose=opts.verbose)
     finish("up", pb, result, reporter, opts, check)
+
+
+@dockyard_task(connects=True, help={"check": CHECK_HELP, "yes": YES_HELP})
+def recreate(ctx: Context, env: str | None = None, playbook: str | None = None, json: bool = False,
+             verbose: bool = False, check: bool = False, yes: bool = False) -> None:
+    """Tear the host down, then `up` a fresh one from nothing: provision, setup, deploy."""
+    # deferred: rich loads when a command runs, not for `dockyard --help`
+    from provision.report import Reporter
+
+    opts = options(ctx, env, playbook, json, verbose)
+    pb = load(opts)
+    reporter = Reporter(json_mode=opts.json, verbose=opts.verbose)
+    started = time.monotonic()
+    removed = confirmed_teardown(pb, check=check, yes=yes, reporter=reporter)
+    if check:
+        reporter.info("then: provision a fresh host from nothing, set up its engine and deploy every app")
+        finish_provider("recreate", pb, reporter, started, opts, check, {"changes": [c.to_json() for c in removed]})
+        return
+    result = run_up(pb, reporter=reporter, verbose=opts.verbose, started=started)
+    finish("recreate", pb, result, reporter, opts, check, {"removed": [c.to_json() for c in removed]})

@@ -16,6 +16,7 @@ from invoke.exceptions import Exit
 from provision.changes import HostRecap
 from provision.cli.common import dockyard_task, emit_json, load, options
 from provision.errors import EXIT_FAILED, StepFailed
+from provision.providers import find_host
 
 __all__ = ["setup"]
 
@@ -25,8 +26,6 @@ DIFF_HELP = "show before/after of files (daemon.json)"
 
 def resolve_host(pb: Any) -> Any:
     """The HostInfo of the playbook's host, from its provider (a read-only lookup)."""
-    from provision.providers import find_host
-
     info = find_host(pb)
     if info is None:
         raise StepFailed(f"no {pb.provider} host for {pb.project}/{pb.environment} yet: "
@@ -35,6 +34,7 @@ def resolve_host(pb: Any) -> Any:
 
 
 def ssh_target(pb: Any, host: Any) -> Any:
+    # deferred: fabric, paramiko, requests load when a command runs, not for `dockyard --help`
     from provision.remote import SshTarget
 
     return SshTarget.from_host(pb, host)
@@ -42,14 +42,10 @@ def ssh_target(pb: Any, host: Any) -> Any:
 
 def desired_engine(pb: Any) -> Any:
     """Render + validate daemon.json (InputError before anything is touched)."""
-    from provision.errors import InputError
-    from provision.facts.engine import USER_RE
+    # deferred: pydantic loads when a command runs, not for `dockyard --help`
     from provision.plan.engine import EngineDesired, check_daemon_json
-    from provision.render import render_daemon_json
+    from provision.render_daemon import render_daemon_json
 
-    for user in pb.engine.users:
-        if not USER_RE.match(user):
-            raise InputError.single(f"{user!r} is not a user name", pb.source, "engine.users")
     text = render_daemon_json(pb.engine, pb)
     check_daemon_json(text, pb.source)
     return EngineDesired(source=pb.engine.source, daemon_json=text, ssh_user=pb.ssh_user,
@@ -58,6 +54,7 @@ def desired_engine(pb: Any) -> Any:
 
 def setup_host(pb: Any, *, check: bool = False, diff: bool = False, reporter: Any = None, host: Any = None,
                remote: Any = None) -> HostRecap:
+    # deferred: fabric, paramiko, pydantic, requests, rich load when a command runs, not for `dockyard --help`
     from provision.facts.engine import gather_engine_facts
     from provision.plan.engine import RESTART, plan_engine, plan_restart
     from provision.remote import Remote
@@ -103,6 +100,7 @@ def setup_host(pb: Any, *, check: bool = False, diff: bool = False, reporter: An
 def setup(ctx: Context, env: str | None = None, playbook: str | None = None, json: bool = False,
           verbose: bool = False, check: bool = False, diff: bool = False) -> None:
     """Install and configure the Docker engine on the host over SSH (idempotent; --check changes nothing)."""
+    # deferred: rich loads when a command runs, not for `dockyard --help`
     from provision.report import Reporter, to_json
 
     opts = options(ctx, env, playbook, json, verbose)

@@ -147,24 +147,6 @@ class SandboxParams:
     def volume_body(self) -> dict[str, Any]:
         return {"Name": self.volume, "Labels": owner_labels(self.project, self.environment)}
 
-    def run_argv(self) -> list[str]:
-        """The equivalent CLI command (shown by --check and -v; the key is a public key)."""
-        argv = ["docker", "run", "-d", "--name", self.name, "--hostname", self.hostname]
-        argv += [x for cap in CAP_ADD for x in ("--cap-add", cap)]
-        argv += [x for cap in CAP_DROP for x in ("--cap-drop", cap)]
-        argv += [x for opt in (*SECURITY_OPT, "systempaths=unconfined") for x in ("--security-opt", opt)]
-        argv += [x for rule in DEVICE_CGROUP_RULES for x in ("--device-cgroup-rule", rule)]
-        argv += ["--cgroupns", "private", "--restart", "unless-stopped"]
-        argv += ["-v", f"{self.volume}:{DOCKER_VOLUME_TARGET}"]
-        for port, binding in self.port_bindings().items():
-            argv += ["-p", f"{binding[0]['HostIp']}:{binding[0]['HostPort']}:{port.split('/')[0]}"]
-        for key, value in self.labels().items():
-            argv += ["--label", f"{key}={value}"]
-        for key, value in self.environment_vars().items():
-            argv += ["-e", f"{key}={value}"]
-        argv.append(self.image)
-        return argv
-
 
 @dataclass(frozen=True)
 class Found:

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlencode
 
 from provision.commands.docker import (
     LABEL_APP,
@@ -202,8 +203,6 @@ def parse(
 
 def list_paths(project: str, environment: str) -> list[str]:
     """The four Engine API list reads `gather` makes (the same queries the SDK sends), as unversioned paths."""
-    from urllib.parse import urlencode
-
     def q(filters: dict[str, list[str]], **params: int) -> str:
         return urlencode({**params, "filters": json.dumps(filters)})
 

@@ -130,7 +130,7 @@ class KeyPairFact:
 
 
 @dataclass(frozen=True)
-class ImageFact:
+class AmiFact:
     id: str
     root_device_name: str
     architecture: str | None = None
@@ -158,7 +158,7 @@ class HostFacts:
     gone: tuple[InstanceFact, ...] = ()  # tagged, shutting-down/terminated (still visible for a while)
     security_group: SecurityGroupFact | None = None  # by name in vpc_id
     key_pair: KeyPairFact | None = None
-    image: ImageFact | None = None
+    image: AmiFact | None = None
 
 
 @dataclass(frozen=True)
@@ -226,12 +226,12 @@ def parse_key_pair(d: dict[str, Any]) -> KeyPairFact:
                        key_type=d.get("KeyType"), public_key=d.get("PublicKey"), tags=_tags(d.get("Tags")))
 
 
-def parse_image(d: dict[str, Any]) -> ImageFact:
+def parse_ami(d: dict[str, Any]) -> AmiFact:
     root = d.get("RootDeviceName")
     if not root:
         mappings = [m["DeviceName"] for m in d.get("BlockDeviceMappings", ()) if "Ebs" in m]
         root = mappings[0] if mappings else "/dev/xvda"
-    return ImageFact(id=d["ImageId"], root_device_name=root, architecture=d.get("Architecture"),
+    return AmiFact(id=d["ImageId"], root_device_name=root, architecture=d.get("Architecture"),
                      name=d.get("Name"))
 
 
@@ -335,7 +335,7 @@ def find_key_pair(ec2: Any, name: str) -> KeyPairFact | None:
     return parse_key_pair(pairs[0]) if pairs else None
 
 
-def resolve_image(ec2: Any, ssm: Any, image: str, instance_type: str) -> ImageFact:
+def resolve_image(ec2: Any, ssm: Any, image: str, instance_type: str) -> AmiFact:
     if image.startswith("ami-"):
         ami = image
     else:
@@ -347,7 +347,7 @@ def resolve_image(ec2: Any, ssm: Any, image: str, instance_type: str) -> ImageFa
     images = ec2.describe_images(ImageIds=[ami]).get("Images", [])
     if not images:
         raise StepFailed(f"image {ami} ({image}) not found or not available in this region")
-    return parse_image(images[0])
+    return parse_ami(images[0])
 
 
 def gather_host_facts(ec2: Any, ssm: Any, *, region: str, project: str, environment: str,

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from provision.errors import StepFailed
+from provision.spec import LOGIN_NAME_RE
 
-USER_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}\$?$")
 DAEMON_JSON = "/etc/docker/daemon.json"
 INIT_SCRIPT = "/etc/init.d/docker"
 APT_SOURCE = "/etc/apt/sources.list.d/docker.list"
@@ -75,7 +75,7 @@ sec end
 def facts_script(users: Iterable[str]) -> str:
     names = sorted(set(users))
     for name in names:
-        if not USER_RE.match(name):
+        if not re.fullmatch(LOGIN_NAME_RE, name):
             raise ValueError(f"{name!r} is not a user name")
     return (_SCRIPT.replace("@USERS@", " ".join(shlex.quote(u) for u in names) or "''")
             .replace("@INIT@", INIT_SCRIPT).replace("@FATAL@", FATAL_ULIMIT).replace("@DAEMON@", DAEMON_JSON)
@@ -92,15 +92,6 @@ class OsFacts:
     arch: str = ""  # uname -m
     dpkg_arch: str = ""
     package_manager: str | None = None  # apt | dnf | None
-
-    @property
-    def family(self) -> str | None:
-        ids = {self.id, *self.id_like}
-        if ids & {"debian", "ubuntu"}:
-            return "debian"
-        if ids & {"fedora", "rhel", "centos", "amzn"}:
-            return "rhel"
-        return None
 
     @property
     def is_ubuntu(self) -> bool:

@@ -26,6 +26,7 @@ from provision.build import BuildContext
 from provision.changes import Change, Step
 from provision.commands.docker import ContainerConfig, network_name, owner_labels
 from provision.facts.apps import AppFacts, ContainerFact, ImageFact
+from provision.ship import plan_ship
 from provision.spec import NAME_RE
 
 KEEP_IMAGES = 3
@@ -95,8 +96,6 @@ def plan_ship_bases(
     refs: Iterable[str], local_ids: Mapping[str, str], remote_ids: Mapping[str, str | None]
 ) -> list[Change]:
     """Base images the builds need that this machine has and the host lacks (or holds differently)."""
-    from provision.ship import plan_ship
-
     todo = tuple(plan_ship(list(refs), local_ids, remote_ids))
     if not todo:
         return []

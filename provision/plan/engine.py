@@ -25,7 +25,7 @@ from typing import Any
 
 from provision.changes import Change, Step
 from provision.commands import engine as cmd
-from provision.errors import InputError, StepFailed
+from provision.errors import InputError, Problem, StepFailed
 from provision.facts.engine import APT_SOURCE, DAEMON_JSON, DNF_REPO, EngineFacts
 
 RESTART = "restart docker"
@@ -85,7 +85,6 @@ def check_daemon_json(text: str, file: Path | None = None) -> dict[str, Any]:
                     problems.append((f"must be a string (quote it: \"{v}\"); dockerd refuses other types "
                                      "here", f"{where}.{k}"))
     if problems:
-        from provision.errors import Problem
         raise InputError([Problem(m, file, k) for m, k in problems])
     return data
 

@@ -16,8 +16,8 @@ from provision.errors import StepFailed
 from provision.facts.aws import (
     TAG_ENVIRONMENT,
     TAG_PROJECT,
+    AmiFact,
     HostFacts,
-    ImageFact,
     InstanceFact,
     LocalKey,
     Rule,
@@ -98,7 +98,7 @@ def client_tokens(project: str, environment: str, group_id: str, gone: tuple[str
     return [f"dockyard-{h[:40]}" for h in digests]
 
 
-def run_instance_params(d: HostDesired, image: ImageFact, group_id: str) -> dict[str, Any]:
+def run_instance_params(d: HostDesired, image: AmiFact, group_id: str) -> dict[str, Any]:
     """RunInstances arguments, except ClientToken (added per attempt by the runner)."""
     params: dict[str, Any] = {
         "ImageId": image.id,

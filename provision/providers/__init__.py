@@ -10,24 +10,12 @@ provision/teardown/recreate/up and every SSH-using command dispatch on `playbook
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
+from provision.providers.hostinfo import HostInfo
 
-@dataclass(frozen=True)
-class HostInfo:
-    provider: str  # aws | local | existing
-    host_id: str  # instance id, container id, or the address for `existing`
-    state: str  # running | stopped | pending | …
-    ssh_address: str
-    ssh_port: int
-    ssh_user: str
-    public_address: str | None = None
-    private_address: str | None = None
-    # For `local`: the 127.0.0.1 ports the apps' published ports are mapped to (container port → host port).
-    published: dict[int, int] = field(default_factory=dict)
-    data: dict[str, Any] = field(default_factory=dict)  # provider-specific details for --json
+__all__ = ["HostInfo", "existing_host", "find_host", "provider_module"]
 
 
 def existing_host(playbook: Any) -> HostInfo:
@@ -41,10 +29,12 @@ def existing_host(playbook: Any) -> HostInfo:
 def provider_module(playbook: Any) -> ModuleType | None:
     """The module that makes and finds the playbook's host; None for `existing` (dockyard makes nothing)."""
     if playbook.provider == "aws":
+        # deferred: boto3, fabric, paramiko, requests, rich load only when this path runs
         from provision.providers import aws
 
         return aws
     if playbook.provider == "local":
+        # deferred: paramiko, rich load only when this path runs
         from provision.providers import local
 
         return local

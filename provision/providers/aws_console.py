@@ -19,8 +19,8 @@ from provision.hostkeys import (
     read_known_hosts,
     record_host_keys,
 )
-from provision.providers import HostInfo
-from provision.providers.aws import WAIT_DELAY, aws_errors
+from provision.providers.aws_session import WAIT_DELAY, aws_errors
+from provision.providers.hostinfo import HostInfo
 
 CONSOLE_WAIT = 180.0  # seconds strict mode waits for cloud-init to print the host keys to the console
 

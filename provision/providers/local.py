@@ -38,9 +38,24 @@ from provision.commands.sandbox import (
     wanted_ports,
 )
 from provision.errors import InputError, StepFailed
-from provision.providers import HostInfo
+from provision.hostkeys import forget_host_keys, known_hosts_name
+from provision.providers.hostinfo import HostInfo
+from provision.report import Reporter
 from provision.runner import Runner
-from provision.sandbox.keys import ensure_key, forget_host_keys, pin_host_key
+from provision.sandbox import (
+    RECIPE_LABEL,
+    base_files,
+    base_names,
+    base_ref,
+    ca_certs,
+    ensure_base_images,
+    ensure_sandbox_image,
+    recipe_hash,
+    referenced_bases,
+    sandbox_files,
+)
+from provision.sandbox.keys import ensure_key, pin_host_key
+from provision.ssh_wait import wait_for_ssh
 
 __all__ = ["destroy_host", "ensure_host", "ensure_key", "find_host", "pin_host_key"]
 
@@ -148,6 +163,7 @@ def host_info(pb: Any, found: Found | None, key_file: Path, via: str | None = No
 
 
 def docker_client() -> Any:
+    # deferred: docker, requests load only when this path runs
     import docker
 
     try:
@@ -191,6 +207,7 @@ class LocalContext:
     client: Any
 
     def create_volume(self, p: SandboxParams) -> None:
+        # deferred: docker, requests load only when this path runs
         import docker
 
         try:
@@ -207,6 +224,7 @@ class LocalContext:
             host_config=body["HostConfig"])
 
     def start(self, name: str) -> None:
+        # deferred: docker, requests load only when this path runs
         import docker
 
         try:
@@ -217,20 +235,20 @@ class LocalContext:
             raise StepFailed(f"cannot start {name}: {exc.explanation or exc}{hint}") from None
 
     def remove_container(self, container_id: str) -> None:
+        # deferred: docker, requests load only when this path runs
         import docker
 
         with contextlib.suppress(docker.errors.NotFound):
             self.client.containers.get(container_id).remove(force=True, v=False)
 
     def remove_volume(self, name: str) -> None:
+        # deferred: docker, requests load only when this path runs
         import docker
 
         with contextlib.suppress(docker.errors.NotFound):
             self.client.volumes.get(name).remove(force=True)
 
     def build(self, what: str, names: tuple[str, ...], say: Any) -> None:
-        from provision.sandbox import ensure_base_images, ensure_sandbox_image
-
         if what == "sandbox":
             ensure_sandbox_image(self.client, say)
         else:
@@ -243,8 +261,6 @@ class LocalContext:
 def _reporter(reporter: Any) -> Any:
     if reporter is not None:
         return reporter
-    from provision.report import Reporter
-
     return Reporter()
 
 
@@ -255,17 +271,6 @@ def _check_provider(pb: Any) -> None:
 
 
 def _image_changes(client: Any, pb: Any, say: Any) -> tuple[str, list[Change]]:
-    from provision.sandbox import (
-        RECIPE_LABEL,
-        base_files,
-        base_names,
-        base_ref,
-        ca_certs,
-        recipe_hash,
-        referenced_bases,
-        sandbox_files,
-    )
-
     certs = ca_certs()
     sandbox_ref = f"dockyard/sandbox:{recipe_hash(sandbox_files(certs))}"
     changes = []
@@ -285,6 +290,7 @@ def _image_changes(client: Any, pb: Any, say: Any) -> tuple[str, list[Change]]:
 
 
 def _has(client: Any, ref: str, recipe: str, label: str) -> bool:
+    # deferred: docker, requests load only when this path runs
     import docker
 
     try:
@@ -324,8 +330,6 @@ def ensure_host(pb: Any, *, check: bool = False, resize: bool = False, reporter:
     found = lookup(client, pb.project, pb.environment)
     if found is None or found.ssh_port is None:
         raise StepFailed(f"the sandbox container {desired.name} is gone or has no SSH port label")
-    from provision.ssh_wait import wait_for_ssh
-
     with reporter.progress(f"waiting for SSH on 127.0.0.1:{found.ssh_port}") as bar:
         wait_for_ssh(BIND_ADDRESS, found.ssh_port, timeout=ssh_timeout, interval=0.5, connect_timeout=5.0,
                      what=f"sandbox {desired.name}", progress=bar.update)
@@ -371,5 +375,5 @@ def destroy_host(pb: Any, *, check: bool = False, reporter: Any = None, client: 
     if result.status is Status.FAILED:
         raise StepFailed(f"local sandbox: {result.message}")
     if not check:
-        forget_host_keys(pb.known_hosts_file, [f"[{BIND_ADDRESS}]:{p}" for p in ports if p])
+        forget_host_keys(pb.known_hosts_file, [known_hosts_name(BIND_ADDRESS, p) for p in ports if p])
     return changes

@@ -143,6 +143,7 @@ def choose_base(forced: str | None, slim_present: bool, minbase_present: bool) -
 
 
 def _exists(client: Any, ref: str) -> Any | None:
+    # deferred: docker, paramiko, requests load only when this path runs
     import docker
 
     try:
@@ -204,6 +205,7 @@ def _remove_tree(tmp: Path) -> None:
 
 
 def _pull_slim(client: Any, say: Say) -> bool:
+    # deferred: docker, paramiko, requests load only when this path runs
     import docker
 
     repo, _, tag = REGISTRY_BASE.partition(":")
@@ -232,6 +234,7 @@ def resolve_base(client: Any, say: Say = print) -> tuple[str, str]:
 
 def _build(client: Any, ref: str, files: Mapping[str, bytes], base: str, via: str, recipe: str,
            say: Say) -> None:
+    # deferred: docker, paramiko, requests load only when this path runs
     import docker
 
     try:
@@ -267,6 +270,7 @@ def ensure_sandbox_image(client: Any, say: Say = print) -> Built:
 
 
 def _remove_old_sandbox_images(client: Any, keep: str) -> None:
+    # deferred: docker, paramiko, requests load only when this path runs
     import docker
 
     for image in client.images.list(name=SANDBOX_REPO, filters={"label": RECIPE_LABEL}):

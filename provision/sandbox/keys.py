@@ -6,10 +6,15 @@ import os
 from pathlib import Path
 from typing import Any
 
+import paramiko
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from provision.commands.sandbox import BIND_ADDRESS
 from provision.errors import StepFailed
+from provision.hostkeys import known_hosts_name, read_known_hosts, record_host_keys
 
 HOST_KEY = "/etc/ssh/ssh_host_ed25519_key.pub"
-BIND_ADDRESS = "127.0.0.1"
 
 
 def ensure_key(path: Path, *, generate: bool) -> str:
@@ -18,9 +23,6 @@ def ensure_key(path: Path, *, generate: bool) -> str:
     if not path.exists():
         if not generate:
             raise StepFailed(f"ssh.key_file {path} does not exist")
-        from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
         key = Ed25519PrivateKey.generate()
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
@@ -33,8 +35,6 @@ def ensure_key(path: Path, *, generate: bool) -> str:
         pub.write_text(line.decode() + f" dockyard-{path.parent.name}\n")
     if pub.exists():
         return pub.read_text().strip()
-    import paramiko
-
     try:
         k = paramiko.PKey.from_path(str(path))
     except Exception as exc:
@@ -48,23 +48,7 @@ def pin_host_key(client: Any, container_id: str, known_hosts: Path, port: int) -
     fields = out.output.decode(errors="replace").split()
     if out.exit_code != 0 or len(fields) < 2:
         raise StepFailed(f"cannot read the sandbox's host key {HOST_KEY}: {out.output[-300:]!r}")
-    name = f"[{BIND_ADDRESS}]:{port}"
-    line = f"{name} {fields[0]} {fields[1]}\n"
-    try:
-        lines = known_hosts.read_text(encoding="utf-8").splitlines(keepends=True)
-    except OSError:
-        lines = []
-    keep = [ln for ln in lines if not (ln.split() and name in ln.split()[0].split(","))]
-    if [*keep, line] != lines:
-        known_hosts.parent.mkdir(parents=True, exist_ok=True)
-        known_hosts.write_text("".join([*keep, line]), encoding="utf-8")
-
-
-def forget_host_keys(known_hosts: Path, names: list[str]) -> None:
-    try:
-        lines = known_hosts.read_text(encoding="utf-8").splitlines(keepends=True)
-    except OSError:
-        return
-    keep = [ln for ln in lines if not (ln.split() and set(names) & set(ln.split()[0].split(",")))]
-    if keep != lines:
-        known_hosts.write_text("".join(keep), encoding="utf-8")
+    name = known_hosts_name(BIND_ADDRESS, port)
+    record_host_keys(known_hosts, name, [(fields[0], fields[1])])
+    if not any(e.key.get_base64() == fields[1] for e in read_known_hosts(known_hosts, name)):
+        raise StepFailed(f"the sandbox's host key {HOST_KEY} is not a key paramiko reads")

@@ -205,7 +205,6 @@ def test_the_shipped_example_runs_on_a_local_sandbox(tmp_path: Path, unique: str
     teardown leaves nothing."""
     from provision.cli.deploy import deploy_host
     from provision.cli.setup import setup_host
-    from provision.deploy import changed_count
 
     monkeypatch.setenv("DOCKYARD_MINBASE", "dockyard-ci/bookworm-minbase:1")
     monkeypatch.setenv("DOCKYARD_SANDBOX_BASE", "debootstrap")
@@ -239,7 +238,7 @@ def test_the_shipped_example_runs_on_a_local_sandbox(tmp_path: Path, unique: str
             assert status == 200 and "a static site" in body
             # the no-op re-run: nothing shipped, nothing changed
             again = deploy_host(pb, reporter=reporter, host=info, remote=remote)
-            assert changed_count(again.recap) == 0 and not again.failed
+            assert again.recap.count(Status.CHANGED) == 0 and not again.failed
             [shipping] = [r for r in again.recap.results if r.task == "ship build base images"]
             assert shipping.status is Status.OK and not shipping.changes
         local.destroy_host(pb, reporter=reporter, client=docker_client)

@@ -18,7 +18,7 @@ from invoke import Collection, Program
 from provision.changes import Status
 from provision.cli.setup import setup
 from provision.remote import Remote
-from provision.render import render_daemon_json
+from provision.render_daemon import render_daemon_json
 from provision.spec import EngineSpec
 from tests.simhost import SimHost, start_simhost, stop_simhost
 

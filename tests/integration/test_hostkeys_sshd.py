@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 import subprocess
 from pathlib import Path
 
@@ -187,8 +188,6 @@ def test_the_ssh_wait_through_a_bastion_names_the_bastion_when_its_key_changed(s
 def _connections_to(port: int) -> int:
     """This process's own ESTABLISHED TCP sockets to port `port` (/proc/net/tcp rows whose socket inode is one
     of our file descriptors: sshd's own sockets, e.g. of a jump host's forwarding, are not ours)."""
-    import os
-
     ours = set()
     for fd in os.listdir("/proc/self/fd"):
         try:

@@ -8,14 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from provision.build import (
-    INJECTED_DOCKERFILE,
-    Matcher,
-    assemble,
-    clean_pattern,
-    image_tag,
-    parse_dockerignore,
-)
+from provision.build import INJECTED_DOCKERFILE, assemble, image_tag
+from provision.dockerignore import Matcher, clean_pattern, parse_dockerignore
 from provision.errors import InputError
 
 pytestmark = pytest.mark.unit

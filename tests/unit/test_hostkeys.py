@@ -12,6 +12,7 @@ from invoke import Config, Context
 from pydantic import ValidationError
 
 from provision.cli.common import dockyard_task, load, options
+from provision.errors import StepFailed
 from provision.hostkeys import (
     HostKeyRejected,
     HostKeyTrust,
@@ -211,3 +212,21 @@ def test_strict_host_keys_layering(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("DOCKYARD_STRICT_HOST_KEYS", "1")
     probe(ctx, playbook=plain)
     assert seen == [False, True, True, True, True]
+
+
+def test_sandbox_pin_keeps_only_the_sandbox_key_for_its_port(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from provision.sandbox.keys import pin_host_key
+
+    known = tmp_path / "known_hosts"
+    other = "[127.0.0.1]:2200 " + KEYS["ed25519"] + "\n"
+    known.write_text("[127.0.0.1]:40022 " + KEYS["ecdsa"] + "\n" + other)
+    exec_result = SimpleNamespace(exit_code=0, output=(KEYS["ed25519"] + " root@sandbox\n").encode())
+    client = SimpleNamespace(containers=SimpleNamespace(
+        get=lambda cid: SimpleNamespace(exec_run=lambda argv: exec_result)))
+    pin_host_key(client, "cid", known, 40022)
+    assert known.read_text() == other + "[127.0.0.1]:40022 " + KEYS["ed25519"] + "\n"
+    exec_result.output = b"ssh-ed25519 not-base64!\n"
+    with pytest.raises(StepFailed):
+        pin_host_key(client, "cid", tmp_path / "fresh", 40023)

@@ -13,13 +13,13 @@ from pydantic import ValidationError
 
 from provision.errors import InputError, StepFailed
 from provision.facts.aws import (
+    AmiFact,
     HostFacts,
-    ImageFact,
     Rule,
     TeardownFacts,
     image_parameter,
     key_fingerprints,
-    parse_image,
+    parse_ami,
     parse_instance,
     parse_key_pair,
     parse_rules,
@@ -39,7 +39,7 @@ pytestmark = pytest.mark.unit
 
 TAGS = [{"Key": "dockyard:project", "Value": "shop"}, {"Key": "dockyard:environment", "Value": "staging"},
         {"Key": "Name", "Value": "shop-staging"}]
-IMAGE = ImageFact(id="ami-0123456789abcdef0", root_device_name="/dev/sda1", architecture="x86_64")
+IMAGE = AmiFact(id="ami-0123456789abcdef0", root_device_name="/dev/sda1", architecture="x86_64")
 
 
 class FakeCtx:
@@ -314,8 +314,8 @@ def test_parsers_flatten_rules_and_find_the_root_device() -> None:
                                        "tcp/80-81 from 5.6.7.8/32"]
     assert Rule.tcp(22, "2001:db8::/32").permission() == {
         "IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "Ipv6Ranges": [{"CidrIpv6": "2001:db8::/32"}]}
-    assert parse_image({"ImageId": "ami-1", "RootDeviceName": "/dev/xvda"}).root_device_name == "/dev/xvda"
-    assert parse_image({"ImageId": "ami-1", "BlockDeviceMappings": [
+    assert parse_ami({"ImageId": "ami-1", "RootDeviceName": "/dev/xvda"}).root_device_name == "/dev/xvda"
+    assert parse_ami({"ImageId": "ami-1", "BlockDeviceMappings": [
         {"DeviceName": "/dev/sdb", "VirtualName": "ephemeral0"},
         {"DeviceName": "/dev/sda1", "Ebs": {}}]}).root_device_name == "/dev/sda1"
 

@@ -17,7 +17,6 @@ from provision.render import (
     list_templates,
     render_dockerfile,
     template_info,
-    template_supports_read_only,
 )
 from provision.spec import Playbook
 
@@ -277,7 +276,7 @@ def test_generic_without_port_has_no_expose(tmp_path: Path) -> None:
 
 
 def test_read_only_support_is_declared(tmp_path: Path) -> None:
-    assert {n: template_supports_read_only(n) for n in BUILTINS} == {
+    assert {n: template_info(n).read_only for n in BUILTINS} == {
         "generic": False, "node-web": True, "python-web": True, "static-site": True}
     pb = make_playbook(tmp_path, {"web": {"template": "python-web", "port": 8000}})
     out = render_dockerfile(pb, "web")

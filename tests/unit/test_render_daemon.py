@@ -10,7 +10,7 @@ import yaml
 
 from provision.errors import InputError
 from provision.playbook import load_playbook
-from provision.render import deep_merge, render_daemon_json
+from provision.render_daemon import deep_merge, render_daemon_json
 from provision.spec import EngineSpec
 
 pytestmark = pytest.mark.unit

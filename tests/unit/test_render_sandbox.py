@@ -11,7 +11,8 @@ import yaml
 
 from provision.errors import InputError
 from provision.playbook import load_playbook
-from provision.render import render_daemon_json, render_dockerfile
+from provision.render import render_dockerfile
+from provision.render_daemon import render_daemon_json
 from provision.spec import Playbook
 from tests.unit.test_cli_corpus import run_cli
 

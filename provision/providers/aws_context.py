@@ -1,0 +1,177 @@
+"""The `aws` provider's effects: what the plan's steps (provision.plan.host) call, one thin boto3 call each, for
+the key pair, the security group and the instance; remembers what the run created so a failure can undo it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from provision.errors import StepFailed
+from provision.facts.aws import GONE_STATES, parse_instance
+from provision.plan.host import tag_list
+from provision.providers.aws_session import WAIT_DELAY, WAIT_MAX, _code, aws_errors
+
+
+@dataclass
+class AwsContext:
+    """What the plan's effect steps run against. Remembers what this run created (for cleanup on failure)."""
+
+    ec2: Any
+    region: str
+    delay: float = WAIT_DELAY
+    max_wait: float = WAIT_MAX
+    progress: Callable[[str], None] = lambda _msg: None
+    created: list[tuple[str, str]] = field(default_factory=list)  # (kind, id) in creation order
+    security_group_id: str | None = None
+    instance_id: str | None = None
+
+    def _wait(self, waiter: str, ids: list[str], what: str) -> None:
+        self.progress(f"waiting until {', '.join(ids)} {what} (up to {self.max_wait:.0f}s)")
+        attempts = max(1, int(self.max_wait / max(self.delay, 0.01)))
+        with aws_errors(f"waiting until {', '.join(ids)} {what}"):
+            self.ec2.get_waiter(waiter).wait(InstanceIds=ids,
+                                             WaiterConfig={"Delay": self.delay, "MaxAttempts": attempts})
+
+    # key pair
+    def import_key_pair(self, name: str, material: str, tags: dict[str, str]) -> None:
+        with aws_errors():
+            self.ec2.import_key_pair(KeyName=name, PublicKeyMaterial=material.encode(),
+                                     TagSpecifications=[{"ResourceType": "key-pair", "Tags": tag_list(tags)}])
+        self.created.append(("key-pair", name))
+
+    def delete_key_pair(self, name: str) -> None:
+        with aws_errors():
+            self.ec2.delete_key_pair(KeyName=name)
+
+    # security group
+    def create_security_group(self, name: str, description: str, vpc_id: str, tags: dict[str, str]) -> None:
+        with aws_errors():
+            resp = self.ec2.create_security_group(
+                GroupName=name, Description=description, VpcId=vpc_id,
+                TagSpecifications=[{"ResourceType": "security-group", "Tags": tag_list(tags)}])
+        self.security_group_id = resp["GroupId"]
+        self.created.append(("security-group", resp["GroupId"]))
+
+    def _rules(self, call: Callable[..., Any], group_id: str, perms: list[dict[str, Any]],
+               benign: str) -> None:
+        """All at once; if AWS rejects the batch for a benign reason, one by one, ignoring that reason."""
+        with aws_errors():
+            try:
+                call(GroupId=group_id, IpPermissions=perms)
+                return
+            except ClientError as exc:
+                if _code(exc) != benign:
+                    raise
+            for perm in perms:
+                try:
+                    call(GroupId=group_id, IpPermissions=[perm])
+                except ClientError as exc:
+                    if _code(exc) != benign:
+                        raise
+
+    def authorize_ingress(self, group_id: str | None, perms: list[dict[str, Any]]) -> None:
+        gid = group_id or self.security_group_id
+        assert gid, "no security group id"
+        self._rules(self.ec2.authorize_security_group_ingress, gid, perms, "InvalidPermission.Duplicate")
+
+    def revoke_ingress(self, group_id: str | None, perms: list[dict[str, Any]]) -> None:
+        gid = group_id or self.security_group_id
+        assert gid, "no security group id"
+        self._rules(self.ec2.revoke_security_group_ingress, gid, perms, "InvalidPermission.NotFound")
+
+    def delete_security_group(self, group_id: str) -> None:
+        """Bounded retries: a just-terminated instance's network interface holds the group for a while."""
+        deadline = time.monotonic() + self.max_wait
+        with aws_errors():
+            for _ in range(max(1, int(self.max_wait / max(self.delay, 0.01)))):
+                try:
+                    self.ec2.delete_security_group(GroupId=group_id)
+                    return
+                except ClientError as exc:
+                    if _code(exc) == "InvalidGroup.NotFound":
+                        return
+                    if _code(exc) != "DependencyViolation" or time.monotonic() + self.delay > deadline:
+                        raise
+                self.progress(f"security group {group_id} still in use; retrying in {self.delay:.0f}s")
+                time.sleep(self.delay)
+
+    # instance
+    def run_instance(self, params: dict[str, Any], tokens: list[str]) -> str:
+        """RunInstances with the first ClientToken that is not pinned to a terminated instance."""
+        last = ""
+        for token in tokens:
+            resp = None
+            with aws_errors():
+                try:
+                    resp = self.ec2.run_instances(**params, ClientToken=token)
+                except ClientError as exc:
+                    if _code(exc) != "IdempotentParameterMismatch":
+                        raise
+            if resp is None:
+                last = "IdempotentParameterMismatch"
+                continue
+            inst = parse_instance(resp["Instances"][0])
+            if inst.state in GONE_STATES:
+                last = f"token returned {inst.id} ({inst.state})"
+                continue
+            self.instance_id = inst.id
+            self.created.append(("instance", inst.id))
+            self.progress(f"launched {inst.id} ({inst.instance_type})")
+            return inst.id
+        raise StepFailed(f"RunInstances: every client token is used up ({last}); retry later")
+
+    def wait_running(self, instance_id: str | None) -> None:
+        self._wait("instance_running", [instance_id or str(self.instance_id)], "is running")
+
+    def wait_stopped(self, instance_id: str) -> None:
+        self._wait("instance_stopped", [instance_id], "is stopped")
+
+    def wait_terminated(self, ids: list[str]) -> None:
+        self._wait("instance_terminated", ids, "is terminated")
+
+    def start_instance(self, instance_id: str) -> None:
+        with aws_errors():
+            self.ec2.start_instances(InstanceIds=[instance_id])
+
+    def stop_instance(self, instance_id: str) -> None:
+        with aws_errors():
+            self.ec2.stop_instances(InstanceIds=[instance_id])
+
+    def modify_instance_type(self, instance_id: str, instance_type: str) -> None:
+        with aws_errors():
+            self.ec2.modify_instance_attribute(InstanceId=instance_id, InstanceType={"Value": instance_type})
+
+    def set_metadata_options(self, instance_id: str, hop_limit: int) -> None:
+        with aws_errors():
+            self.ec2.modify_instance_metadata_options(InstanceId=instance_id, HttpTokens="required",
+                                                      HttpPutResponseHopLimit=hop_limit, HttpEndpoint="enabled")
+
+    def set_instance_groups(self, instance_id: str, groups: list[str]) -> None:
+        with aws_errors():
+            self.ec2.modify_instance_attribute(InstanceId=instance_id, Groups=groups)
+
+    def terminate_instances(self, ids: list[str]) -> None:
+        with aws_errors():
+            self.ec2.terminate_instances(InstanceIds=ids)
+
+    def cleanup(self) -> list[str]:
+        """Undo what this run created, newest first; says what was removed (errors reported, not raised)."""
+        done: list[str] = []
+        for kind, ident in reversed(self.created):
+            try:
+                if kind == "instance":
+                    self.terminate_instances([ident])
+                    self.wait_terminated([ident])
+                elif kind == "security-group":
+                    self.delete_security_group(ident)
+                else:
+                    self.delete_key_pair(ident)
+                done.append(f"{kind} {ident}")
+            except StepFailed as exc:
+                done.append(f"{kind} {ident} NOT removed ({exc})")
+        self.created.clear()
+        return done

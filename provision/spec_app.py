@@ -1,0 +1,276 @@
+"""The playbook's `apps.<name>` section: one app (template or Dockerfile, ports, publish, health check, env,
+secrets, volumes, limits). See provision.spec for the whole model.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import shlex
+from pathlib import PurePosixPath
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from provision.spec_base import (
+    CONTAINER_PATH_RE,
+    ENV_NAME_RE,
+    MIN_MEMORY,
+    TEMPLATE_NAME_RE,
+    VOLUME_NAME_RE,
+    WILDCARD_IPS,
+    Duration,
+    Float,
+    Frozen,
+    Int,
+    PathPart,
+    Port,
+    PositiveDuration,
+    ScalarStr,
+    Size,
+    SpecError,
+)
+from provision.units import parse_port
+
+
+class HealthcheckSpec(Frozen):
+    http: str | None = None  # path, e.g. /healthz, probed on the app's `port` inside the container
+    cmd: tuple[ScalarStr, ...] | None = None
+    interval: PositiveDuration = 2.0
+    timeout: PositiveDuration = 3.0
+    retries: Int = Field(3, ge=1, le=100)
+    start_period: Duration = 0.0
+    wait: PositiveDuration = 60.0  # how long deploy waits for a new container to become healthy
+
+    @field_validator("http")
+    @classmethod
+    def _http(cls, v: str | None) -> str | None:
+        if v is not None and (not v.startswith("/") or any(c.isspace() for c in v)):
+            raise ValueError(f"`http` must be a URL path starting with '/', e.g. /healthz, got {v!r}")
+        return v
+
+    @field_validator("cmd")
+    @classmethod
+    def _cmd(cls, v: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if v is not None and not v:
+            raise ValueError("`cmd` must not be empty")
+        return v
+
+    @model_validator(mode="after")
+    def _one_probe(self) -> HealthcheckSpec:
+        if self.http is not None and self.cmd is not None:
+            raise SpecError.at(("cmd",), "give exactly one of `http` (a path) or `cmd` (an argv list), "
+                                         "not both")
+        if self.http is None and self.cmd is None:
+            raise ValueError("give exactly one of `http` (a path) or `cmd` (an argv list)")
+        return self
+
+
+class PublishSpec(Frozen):
+    """`publish: 8081` or `publish: "127.0.0.1:8081"`; without an address it binds all interfaces."""
+
+    host_ip: str = ""  # "" = all interfaces, as in compose
+    host_port: Port
+
+    @field_validator("host_ip")
+    @classmethod
+    def _ip(cls, v: str) -> str:
+        if v:
+            try:
+                ipaddress.ip_address(v)
+            except ValueError:
+                raise ValueError(f"{v!r} is not an IP address (publish on e.g. 127.0.0.1)") from None
+        return v
+
+    @property
+    def all_interfaces(self) -> bool:
+        return self.host_ip in WILDCARD_IPS
+
+    def overlaps(self, other: PublishSpec) -> bool:
+        """Would both bindings fight over the same host socket?"""
+        if self.host_port != other.host_port:
+            return False
+        if "" in (self.host_ip, other.host_ip) or self.host_ip == other.host_ip:
+            return True
+        if self.all_interfaces or other.all_interfaces:  # 0.0.0.0 clashes with IPv4, :: with IPv6
+            a, b = ipaddress.ip_address(self.host_ip), ipaddress.ip_address(other.host_ip)
+            return a.version == b.version
+        return False
+
+    def __str__(self) -> str:
+        if not self.host_ip:
+            return str(self.host_port)
+        ip = f"[{self.host_ip}]" if ":" in self.host_ip else self.host_ip
+        return f"{ip}:{self.host_port}"
+
+
+def _parse_publish(v: Any) -> Any:
+    if v is None or isinstance(v, dict | PublishSpec):
+        return v
+    if isinstance(v, bool):
+        raise ValueError("expected a port number or \"ADDRESS:PORT\"")
+    if isinstance(v, int):
+        return {"host_port": v}
+    if isinstance(v, str):
+        addr, sep, port = v.strip().rpartition(":")
+        if not port.isdigit():
+            raise ValueError(f"expected a port number or \"ADDRESS:PORT\", got {v!r}")
+        if sep:
+            addr = addr.strip("[]")
+            try:
+                ipaddress.ip_address(addr)
+            except ValueError:
+                raise ValueError(f"{addr!r} is not an IP address (publish on e.g. 127.0.0.1:8080)") from None
+        return {"host_ip": addr, "host_port": parse_port(port)}
+    raise ValueError("expected a port number or \"ADDRESS:PORT\"")
+
+
+class AppSpec(Frozen):
+    template: str | None = None
+    dockerfile: str | None = None  # a path inside `context` (compose convention)
+    context: str = "."  # relative to the playbook's directory
+    vars: dict[str, Any] = Field(default_factory=dict)
+    build_args: dict[str, ScalarStr] = Field(default_factory=dict)
+    build: Literal["host", "local"] = "host"  # local: build on this machine and ship the image
+    command: tuple[ScalarStr, ...] | None = None
+    port: Port | None = None
+    publish: PublishSpec | None = None
+    env: dict[str, ScalarStr] = Field(default_factory=dict)
+    secrets: tuple[str, ...] = ()
+    volumes: dict[str, str] = Field(default_factory=dict)  # named volume → absolute container path
+    healthcheck: HealthcheckSpec | None = None
+    memory: Size | None = None
+    cpus: Float | None = Field(None, gt=0, le=256)
+    restart: Literal["no", "always", "unless-stopped", "on-failure"] = "unless-stopped"
+    reach: tuple[str, ...] = ()  # other apps of this playbook this app may connect to
+    read_only: bool | None = None  # default: whatever the template says it supports
+
+    @field_validator("command", mode="before")
+    @classmethod
+    def _command(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            try:
+                v = tuple(shlex.split(v))
+            except ValueError as exc:
+                raise ValueError(f"cannot split the command into words: {exc}") from None
+        if isinstance(v, list | tuple) and not v:
+            raise ValueError("`command` must not be empty (leave it out to use the image's)")
+        return v
+
+    @field_validator("publish", mode="before")
+    @classmethod
+    def _publish(cls, v: Any) -> Any:
+        return _parse_publish(v)
+
+    @field_validator("restart", mode="before")
+    @classmethod
+    def _restart(cls, v: Any) -> Any:
+        return "no" if v is False else v  # YAML 1.1 reads an unquoted `no` as false
+
+    @field_validator("template")
+    @classmethod
+    def _template(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(TEMPLATE_NAME_RE, v):
+            raise ValueError(f"{v!r} is not a template name like python-web")
+        return v
+
+    @field_validator("context")
+    @classmethod
+    def _context(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("`context` must not be empty (use '.' for the playbook's directory)")
+        if not v.isprintable():
+            raise ValueError("`context` must not contain control characters")
+        return v
+
+    @field_validator("secrets")
+    @classmethod
+    def _secret_names(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        problems: list[tuple[tuple[PathPart, ...], str]] = []
+        for i, name in enumerate(v):
+            if not re.fullmatch(ENV_NAME_RE, name):
+                problems.append(((i,), f"{name!r} is not an environment variable name"))
+            elif name in v[:i]:
+                problems.append(((i,), f"secret {name!r} is listed twice"))
+        if problems:
+            raise SpecError(problems)
+        return v
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, v: dict[str, str]) -> dict[str, str]:
+        bad = [((name,), f"{name!r} is not an environment variable name (letters, digits, '_'; "
+                         "not starting with a digit)") for name in v if not re.fullmatch(ENV_NAME_RE, name)]
+        if bad:
+            raise SpecError(bad)
+        return v
+
+    @field_validator("build_args")
+    @classmethod
+    def _build_arg_names(cls, v: dict[str, str]) -> dict[str, str]:
+        bad = [((name,), f"{name!r} is not a build argument name") for name in v
+               if not re.fullmatch(ENV_NAME_RE, name)]
+        if bad:
+            raise SpecError(bad)
+        return v
+
+    @field_validator("volumes")
+    @classmethod
+    def _volumes(cls, v: dict[str, str]) -> dict[str, str]:
+        problems: list[tuple[tuple[PathPart, ...], str]] = []
+        targets: dict[str, str] = {}
+        for name, target in v.items():
+            if not re.fullmatch(VOLUME_NAME_RE, name):
+                problems.append(((name,), f"volume name {name!r} must be lowercase letters, digits, '_', "
+                                          "'.' or '-' (starting with a letter or digit)"))
+            elif not PurePosixPath(target).is_absolute():
+                problems.append(((name,), f"container path must be absolute (e.g. /var/lib/app), "
+                                          f"got {target!r}"))
+            elif PurePosixPath(target) == PurePosixPath("/"):
+                problems.append(((name,), "a volume cannot be mounted over '/'"))
+            elif (not re.fullmatch(CONTAINER_PATH_RE, target.removesuffix("/"))
+                  or any(part in (".", "..") for part in target.split("/"))):
+                problems.append(((name,), "container path must be a plain absolute path (letters, digits, "
+                                          "'_', '.', '-', '@', '+', '~' between single '/'; no '..', "
+                                          "',', '=', ':', quotes or spaces)"))
+            elif str(PurePosixPath(target)) in targets:
+                problems.append(((name,), f"{target!r} is already the mount point of volume "
+                                          f"{targets[str(PurePosixPath(target))]!r}"))
+            else:
+                targets[str(PurePosixPath(target))] = name
+        if problems:
+            raise SpecError(problems)
+        return v
+
+    @field_validator("dockerfile")
+    @classmethod
+    def _dockerfile_inside(cls, v: str | None) -> str | None:
+        if v is not None and (not v.strip() or PurePosixPath(v).is_absolute()
+                              or ".." in PurePosixPath(v).parts or not v.isprintable()):
+            raise ValueError(f"`dockerfile` is a path inside `context` (as in compose), got {v!r}")
+        return v
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, v: int | None) -> int | None:
+        if v is not None and v < MIN_MEMORY:
+            raise ValueError(f"docker needs a memory limit of at least 6m, got {v} bytes")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AppSpec:
+        problems: list[tuple[tuple[PathPart, ...], str]] = []
+        if self.template is not None and self.dockerfile is not None:
+            problems.append((("dockerfile",), "give exactly one of `template` or `dockerfile`, not both"))
+        elif self.template is None and self.dockerfile is None:
+            problems.append(((), "give exactly one of `template` (a template name) or `dockerfile` (a path)"))
+        if self.publish is not None and self.port is None:
+            problems.append((("publish",), "`publish` needs `port` (the container port to publish)"))
+        if self.healthcheck is not None and self.healthcheck.http is not None and self.port is None:
+            problems.append((("healthcheck", "http"), "an `http` health check needs the app's `port`"))
+        for i, name in enumerate(self.secrets):
+            if name in self.env:
+                problems.append((("secrets", i), f"{name!r} is both in `env` and `secrets`"))
+        if problems:
+            raise SpecError(problems)
+        return self
