@@ -16,9 +16,9 @@ import boto3
 import paramiko
 import pytest
 
-from provision.cli import program
 from provision.providers import aws as provider
 from provision.providers import aws_console
+from tests.cli import run_cli
 from tests.integration.test_aws_moto import (  # noqa: F401  (fixtures)
     aws,
     banner,
@@ -104,14 +104,6 @@ def test_strict_mode_waits_a_bounded_time_for_the_console_keys(aws, tmp_path, ba
     serve_console(aws, [booting])
     provider.ensure_host(pb, reporter=reporter(), session=aws, delay=0.05)
     assert len(calls) == 1
-
-
-def run_cli(*argv: str) -> int:
-    try:
-        program.run(["dockyard", *argv], exit=True)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 @pytest.mark.parametrize(("host", "key_path", "words"), [

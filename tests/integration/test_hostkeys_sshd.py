@@ -17,7 +17,6 @@ import paramiko
 import pytest
 from rich.console import Console
 
-from provision.cli import program
 from provision.errors import StepFailed
 from provision.hostkeys import HostKeyTrust, fingerprint
 from provision.providers import HostInfo
@@ -25,6 +24,7 @@ from provision.providers.aws import wait_until_ssh
 from provision.remote import Remote, SshTarget
 from provision.report import Reporter
 from provision.spec import Playbook
+from tests.cli import run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -107,14 +107,6 @@ def test_a_pin_that_does_not_match_names_expected_and_actual(sshd, tmp_path: Pat
     msg = str(err.value)
     assert msg.startswith(f"ssh root@127.0.0.1:{sshd.port}: the host key is not the one pinned in ssh.host_key")
     assert f"expected {expected}" in msg and f"offers ssh-ed25519 {fingerprint(server_key(sshd))}" in msg
-
-
-def run_cli(*argv: str) -> int:
-    try:
-        program.run(["dockyard", *argv], exit=True)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 def _playbook(sshd, tmp_path: Path, ssh_extra: str = "") -> Path:

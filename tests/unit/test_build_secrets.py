@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from provision.build import NEVER_SENT, assemble, never_sent
-from tests.unit.test_cli_corpus import run_cli
+from tests.cli import run_cli
 
 pytestmark = pytest.mark.unit
 

@@ -12,21 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from provision.cli import program
+from tests.cli import run_cli
 
 pytestmark = pytest.mark.unit
 
 HERE = Path(__file__).parent
 PLAYBOOK_CASES = sorted((HERE / "bad_playbooks").glob("*.yml"))
 RENDER_CASES = sorted(p for p in (HERE / "bad_renders").iterdir() if p.is_dir())
-
-
-def run_cli(*argv: str) -> int:
-    try:
-        program.run(["dockyard", *argv], exit=True)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 def _key_path(case: Path) -> str:

@@ -14,7 +14,7 @@ from provision.playbook import load_playbook
 from provision.render import render_dockerfile
 from provision.render_daemon import render_daemon_json
 from provision.spec import Playbook
-from tests.unit.test_cli_corpus import run_cli
+from tests.cli import run_cli
 
 pytestmark = pytest.mark.unit
 
