@@ -30,6 +30,7 @@ from provision.errors import InputError, Problem, StepFailed
 from provision.facts.apps import AppFacts, gather, gather_remote
 from provision.plan import apps as plan
 from provision.plan.apps import DesiredApp
+from provision.playbook import locate_problems
 from provision.render import render_dockerfile
 from provision.runner import Runner
 from provision.secrets import SecretSource
@@ -145,7 +146,7 @@ def desired_apps(playbook: Playbook, names: Iterable[str], secrets: Any, ssh_use
         volumes = tuple((volume_name(playbook.project, playbook.environment, name, v), v) for v in sorted(app.volumes))
         out.append(DesiredApp(name, tag, build, cfg, volumes, env_file=env_file, redact=redact, build_where=app.build))
     if problems:
-        raise InputError(problems)
+        raise InputError(locate_problems(playbook, problems))
     return out
 
 

@@ -155,6 +155,37 @@ def check_contexts(playbook: Playbook) -> list[Problem]:
     return problems
 
 
+def locate_problems(playbook: Playbook, problems: list[Problem]) -> list[Problem]:
+    """Problems found after loading (rendering, secrets) name a key path but no line: give each the file and
+    line where the YAML wrote the longest prefix of that path (`apps.web.vars.base_image`, else `apps.web`),
+    which may be a base file the playbook `extends`."""
+    locs: Locs = (playbook.__pydantic_private__ or {}).get("_locs") or {}
+    out: list[Problem] = []
+    for p in problems:
+        if p.line is not None or not p.key_path or p.file != playbook.source or not locs:
+            out.append(p)
+            continue
+        path = _parse_key_path(p.key_path)
+        for n in range(len(path), 0, -1):
+            if path[:n] in locs:
+                file, line = locs[path[:n]]
+                out.append(Problem(p.message, file, p.key_path, line))
+                break
+        else:
+            out.append(p)
+    return out
+
+
+def _parse_key_path(text: str) -> PathT:
+    """`apps.web.command.2` / `host.ssh_from[0]` → ("apps", "web", "command", 2) (digits are list indexes;
+    a mapping key made of digits is looked up as written too, by the caller's prefix search failing over)."""
+    parts: list[Any] = []
+    for word in text.replace("[", ".").replace("]", "").split("."):
+        if word:
+            parts.append(int(word) if word.isdigit() else word)
+    return tuple(parts)
+
+
 def find_playbooks(directory: Path | str) -> list[Path]:
     """All playbook files: `directory/playbooks/*.yml|*.yaml`, or `directory/*.yml|*.yaml` if it has no
     `playbooks/` folder (so both a project root and its playbooks folder work)."""

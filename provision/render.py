@@ -39,6 +39,7 @@ import yaml
 
 import provision
 from provision.errors import InputError, Problem
+from provision.playbook import locate_problems
 from provision.spec import Playbook
 
 if TYPE_CHECKING:
@@ -214,6 +215,15 @@ def builtin_vars(playbook: Playbook, app_name: str) -> dict[str, Any]:
 
 
 def render_dockerfile(playbook: Playbook, app_name: str) -> RenderedDockerfile:
+    """The app's Dockerfile, rendered (template apps) or read (`dockerfile:` apps); every problem is an
+    InputError located at its playbook line."""
+    try:
+        return _render_dockerfile(playbook, app_name)
+    except InputError as exc:
+        raise InputError(locate_problems(playbook, exc.problems)) from None
+
+
+def _render_dockerfile(playbook: Playbook, app_name: str) -> RenderedDockerfile:
     # deferred: jinja2 loads only when this path runs
     from provision.render_guard import build_arg_problems, value_origins
 

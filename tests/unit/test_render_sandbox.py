@@ -60,7 +60,8 @@ def test_the_os_system_payload_exits_2_and_runs_nothing(tmp_path: Path, capsys: 
     err = capsys.readouterr().err
     assert code == 2, err
     assert not marker.exists()
-    assert f"{playbook}: apps.web.template:" in err and "'evil'" in err and "app 'web'" in err
+    line = next(n for n, text in enumerate(playbook.read_text().splitlines(), 1) if "template:" in text)
+    assert f"{playbook}:{line}: apps.web.template:" in err and "'evil'" in err and "app 'web'" in err
     assert "Traceback" not in err
 
 
@@ -179,3 +180,15 @@ def test_a_top_level_var_read_by_the_template_through_an_import_is_checked(tmp_p
     with pytest.raises(InputError) as exc:
         render_dockerfile(pb, "web")
     assert only_problem(exc).key_path == "vars.motd"
+
+
+def test_render_problems_carry_the_playbook_line_of_their_key(tmp_path: Path) -> None:
+    """Found after loading, located like load errors: the line of the value's key (or of its nearest parent
+    the YAML wrote: a default the template supplies has no line of its own, so its app's line is used)."""
+    apps = {"web": {"template": "generic", "vars": {"base_image": "busybox:1.36\nRUN id"}}}
+    pb = load_playbook(project(tmp_path, apps))
+    with pytest.raises(InputError) as exc:
+        render_dockerfile(pb, "web")
+    p = only_problem(exc)
+    lines = pb.source.read_text().splitlines()
+    assert p.file == pb.source and p.line is not None and "base_image" in lines[p.line - 1]
