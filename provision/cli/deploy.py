@@ -5,7 +5,7 @@
     invoke logs   -e ENV --app NAME [-f] [-n N]
     invoke exec   -e ENV --app NAME -- CMD [ARG ...]      (or --cmd "CMD ARG ...")
 
-`deploy_host(pb, ...)` is the core `up` chains after provision and setup (pass the HostInfo / open Remote).
+The deploy core is provision.phases.deploy's `deploy_host`; here: options, the recap, tables, `--json`, exit codes.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 
 from provision.cli.common import dockyard_task, emit_json, load, options
-from provision.cli.setup import resolve_host, ssh_target
 from provision.errors import EXIT_FAILED, InputError
+from provision.phases.deploy import deploy_host
+from provision.phases.host import remote_for
 
 __all__ = ["deploy", "exec_", "logs", "status"]
 
@@ -30,80 +31,6 @@ DIFF_HELP = "show before/after of each container's settings (secret-free)"
 PRUNE_HELP = "remove apps that are on the host but no longer in the playbook (not their volumes)"
 PRUNE_VOLUMES_HELP = "with --prune: also remove the removed apps' named volumes (their data!)"
 STATUS_COLUMNS = ("app", "version", "state", "health", "ports", "started", "image")
-
-
-def _remote_for(pb: Any, host: Any = None) -> Any:
-    # deferred: fabric, paramiko, requests load when a command runs, not for `dockyard --help`
-    from provision.remote import Remote
-
-    return Remote(ssh_target(pb, host or resolve_host(pb)))
-
-
-def deploy_host(
-    pb: Any,
-    *,
-    check: bool = False,
-    diff: bool = False,
-    reporter: Any = None,
-    host: Any = None,
-    remote: Any = None,
-    only: list[str] | tuple[str, ...] = (),
-    prune: bool = False,
-    prune_volumes: bool = False,
-    verbose: bool = False,
-) -> Any:
-    """Deploy the playbook's apps; returns provision.deploy.DeployResult (its `.recap` for the report)."""
-    # deferred: paramiko, pydantic, rich load when a command runs, not for `dockyard --help`
-    from provision.deploy import deploy as run_deploy
-    from provision.deploy import desired_apps, secret_source, select
-    from provision.report import Reporter
-
-    reporter = reporter or Reporter()
-    if prune_volumes and not prune:
-        raise InputError.single("--prune-volumes only makes sense with --prune", pb.source)
-    selection = select(pb, only)
-    secrets = secret_source(pb)
-    own = remote is None
-    if remote is None:
-        remote = _remote_for(pb, host)  # not connected yet
-    label = f"{pb.project}-{pb.environment}"
-    try:
-        # every input problem (templates, contexts, secrets) is found before the host is touched
-        desired = desired_apps(pb, selection.apps, secrets, remote.user)
-        with reporter.progress(f"[{label}] connecting to {remote.target.label}"):
-            remote.open()
-        return run_deploy(
-            pb,
-            remote,
-            reporter=reporter,
-            host=label,
-            only=only,
-            check=check,
-            diff=diff,
-            prune=prune,
-            prune_volumes=prune_volumes,
-            verbose=verbose,
-            secrets=secrets,
-            desired=desired,
-        )
-    finally:
-        if own:
-            remote.close()
-
-
-def app_urls(pb: Any, host: Any) -> dict[str, str]:
-    out = {}
-    for name, app in pb.apps.items():
-        if app.publish is None:
-            continue
-        if host is not None and host.published:
-            port = host.published.get(app.publish.host_port)
-            if port:
-                out[name] = f"http://127.0.0.1:{port}/"
-            continue
-        address = app.publish.host_ip or (getattr(host, "public_address", None) or pb.host.address or "HOST")
-        out[name] = f"http://{address}:{app.publish.host_port}/"
-    return out
 
 
 @dockyard_task(
@@ -191,7 +118,7 @@ def status(
 
     opts = options(ctx, env, playbook, json, verbose)
     pb = load(opts)
-    with _remote_for(pb) as remote:
+    with remote_for(pb) as remote:
         rows = app_status(pb, remote)
     if opts.json:
         emit_json({"command": "status", "environment": pb.environment, "apps": [asdict(r) for r in rows]})
@@ -226,7 +153,7 @@ def logs(
     pb = load(opts)
     if not app:
         raise InputError.single("--app NAME is required", pb.source)
-    with _remote_for(pb) as remote:
+    with remote_for(pb) as remote:
         api = remote.docker(timeout=None).api  # the first client of this run: no read timeout (quiet logs)
         cid = find_container(pb, remote, app, running=False)
         tail: Any = n if n > 0 else "all"
@@ -277,7 +204,7 @@ def exec_(
     argv = _exec_argv(ctx, cmd)
     if not app or not argv:
         raise InputError.single("usage: exec --app NAME -- CMD [ARG ...]", pb.source)
-    with _remote_for(pb) as remote:
+    with remote_for(pb) as remote:
         api = remote.docker(timeout=None).api  # the first client of this run: no read timeout (quiet logs)
         cid = find_container(pb, remote, app)
         exec_id = api.exec_create(cid, argv, stdout=True, stderr=True)["Id"]

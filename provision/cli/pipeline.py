@@ -1,81 +1,23 @@
 """`up`: provision → setup → deploy, over one SSH connection, with one recap; `recreate`: teardown, then `up`.
 
-The control flow of the whole product lives here, in one place: each phase's core is a plain function of
-its own module (provision_host, setup_host, deploy_host), and `recreate` reuses `run_up` after teardown.
+The control flow is provision.phases.up's (`run_up`, `run_recreate`); here: options, the confirmation before
+`recreate` tears down, the recap, the apps' URLs, `--json` and the exit code.
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
+from dataclasses import replace
 from typing import Any
 
 from invoke.context import Context
 from invoke.exceptions import Exit
 
-from provision.changes import HostRecap, Status
-from provision.cli.aws import (
-    CHECK_HELP,
-    YES_HELP,
-    confirmed_teardown,
-    finish_provider,
-    host_json,
-    provision_host,
-    say_where,
-)
+from provision.cli.aws import CHECK_HELP, YES_HELP, confirm_teardown, finish_provider, host_json
 from provision.cli.common import dockyard_task, emit_json, load, options
-from provision.cli.deploy import app_urls, deploy_host
-from provision.cli.setup import setup_host
 from provision.errors import EXIT_FAILED
+from provision.phases.up import UpResult, run_recreate, run_up
 
 __all__ = ["recreate", "up"]
-
-
-@dataclass
-class UpResult:
-    recap: HostRecap
-    host: Any = None  # HostInfo
-    urls: dict[str, str] = field(default_factory=dict)
-    built: list[str] = field(default_factory=list)
-    stopped_after: str | None = None  # the phase after which the run stopped (failure or check mode)
-
-    @property
-    def failed(self) -> bool:
-        return self.recap.failed
-
-
-def run_up(pb: Any, *, reporter: Any, check: bool = False, diff: bool = False, resize: bool = False,
-           prune: bool = False, verbose: bool = False, started: float | None = None) -> UpResult:
-    # deferred: fabric, paramiko, requests load when a command runs, not for `dockyard --help`
-    from provision.remote import Remote, SshTarget  # deferred: fabric/paramiko are not needed for --help
-
-    started = time.monotonic() if started is None else started
-    label = f"{pb.project}-{pb.environment}"
-
-    def recap() -> HostRecap:
-        return HostRecap(label, list(reporter.results), time.monotonic() - started)
-
-    info = provision_host(pb, check=check, resize=resize, reporter=reporter)
-    if check and (not info.host_id or info.state != "running"):
-        reporter.info(f"[{label}] the host does not run yet: setup and deploy are planned once it does")
-        return UpResult(recap(), info, stopped_after="provision")
-    if not check:
-        say_where(pb, info, reporter, next_step=False)
-
-    remote = Remote(SshTarget.from_host(pb, info))
-    try:
-        setup_recap = setup_host(pb, check=check, diff=diff, reporter=reporter, host=info, remote=remote)
-        if setup_recap.failed:
-            return UpResult(recap(), info, stopped_after="setup")
-        if check and setup_recap.count(Status.CHANGED):
-            reporter.info(f"[{label}] the engine has pending changes: deploy is planned once setup applies them")
-            return UpResult(recap(), info, stopped_after="setup")
-        result = deploy_host(pb, check=check, diff=diff, reporter=reporter, host=info, remote=remote,
-                             prune=prune, verbose=verbose)
-    finally:
-        remote.close()
-    urls = {} if result.failed else app_urls(pb, info)
-    return UpResult(recap(), info, urls, list(result.built), "deploy" if result.failed else None)
 
 
 def finish(command: str, pb: Any, result: UpResult, reporter: Any, opts: Any, check: bool,
@@ -128,11 +70,10 @@ def recreate(ctx: Context, env: str | None = None, playbook: str | None = None, 
     opts = options(ctx, env, playbook, json, verbose)
     pb = load(opts)
     reporter = Reporter(json_mode=opts.json, verbose=opts.verbose)
-    started = time.monotonic()
-    removed = confirmed_teardown(pb, check=check, yes=yes, reporter=reporter)
-    if check:
-        reporter.info("then: provision a fresh host from nothing, set up its engine and deploy every app")
-        finish_provider("recreate", pb, reporter, started, opts, check, {"changes": [c.to_json() for c in removed]})
+    confirm_teardown(pb, check=check, yes=yes, reporter=reporter)
+    result = run_recreate(pb, reporter=reporter, check=check, verbose=opts.verbose)
+    removed = [c.to_json() for c in result.removed]
+    if result.up is None:  # check mode (or a failed teardown): only the teardown was planned or run
+        finish_provider("recreate", pb, result.recap, reporter, opts, check, {"changes": removed})
         return
-    result = run_up(pb, reporter=reporter, verbose=opts.verbose, started=started)
-    finish("recreate", pb, result, reporter, opts, check, {"removed": [c.to_json() for c in removed]})
+    finish("recreate", pb, replace(result.up, recap=result.recap), reporter, opts, check, {"removed": removed})

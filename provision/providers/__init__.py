@@ -5,6 +5,9 @@ provision/teardown/recreate/up and every SSH-using command dispatch on `playbook
     find_host(playbook) -> HostInfo | None                                      # read-only lookup
     destroy_host(playbook, *, check: bool, reporter) -> list[Change]            # teardown; idempotent
 
+`ensure_host`/`destroy_host` also take `make_runner` (default `Runner`): provision.phases passes a factory
+that keeps the Runners, so the phase's recap is theirs.
+
 `HostInfo.ssh_address`/`ssh_port` are what dockyard dials (playbook `ssh.host`/`ssh.port` already applied).
 """
 

@@ -14,7 +14,7 @@ wording in `aws_session`, the console's host keys in `aws_console`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import boto3
@@ -78,7 +78,8 @@ TASKS = (("aws key pair", ("aws:key-pair",)),
 
 
 def ensure_host(pb: Any, *, check: bool = False, resize: bool = False, reporter: Any = None,
-                session: boto3.Session | None = None, wait_ssh: bool = True, ssh_timeout: float = 300.0,
+                session: boto3.Session | None = None, make_runner: Callable[..., Runner] = Runner,
+                wait_ssh: bool = True, ssh_timeout: float = 300.0,
                 delay: float = WAIT_DELAY) -> HostInfo:
     """Make exactly one tagged, running instance exist for (project, environment), reachable over SSH."""
     reporter = _reporter(reporter)
@@ -100,7 +101,7 @@ def ensure_host(pb: Any, *, check: bool = False, resize: bool = False, reporter:
         reporter.warn(f"{c.reason}; not applied: re-run with --resize")
     todo = [c for c in changes if all(c is not h for h in held)]
     ctx = AwsContext(ec2, region, delay=delay, progress=reporter.log)
-    runner = Runner(_host_label(pb), ctx, check=check, reporter=reporter)
+    runner = make_runner(_host_label(pb), ctx, check=check, reporter=reporter)
     for name, targets in TASKS:
         result = runner.run_task(name, [c for c in todo if c.target in targets])
         if result.status is Status.FAILED:
@@ -168,7 +169,7 @@ def find_host(pb: Any, *, session: boto3.Session | None = None) -> HostInfo | No
 
 
 def destroy_host(pb: Any, *, check: bool = False, reporter: Any = None, session: boto3.Session | None = None,
-                 delay: float = WAIT_DELAY) -> list[Change]:
+                 make_runner: Callable[..., Runner] = Runner, delay: float = WAIT_DELAY) -> list[Change]:
     """Terminate the tagged instance(s), then delete the tagged security group and key pair. Idempotent."""
     reporter = _reporter(reporter)
     session = session or make_session(pb)
@@ -177,7 +178,7 @@ def destroy_host(pb: Any, *, check: bool = False, reporter: Any = None, session:
         facts = gather_teardown_facts(ec2, project=pb.project, environment=pb.environment)
     changes = plan_teardown(facts, pb.project, pb.environment)
     ctx = AwsContext(ec2, session.region_name, delay=delay, progress=reporter.log)
-    runner = Runner(_host_label(pb), ctx, check=check, reporter=reporter)
+    runner = make_runner(_host_label(pb), ctx, check=check, reporter=reporter)
     for name, targets in TASKS[::-1]:
         result = runner.run_task(f"{name} (teardown)", [c for c in changes if c.target in targets])
         if result.status is Status.FAILED:

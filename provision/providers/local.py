@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -300,7 +300,8 @@ def _has(client: Any, ref: str, recipe: str, label: str) -> bool:
 
 
 def ensure_host(pb: Any, *, check: bool = False, resize: bool = False, reporter: Any = None,
-                client: Any = None, ssh_timeout: float = SSH_WAIT) -> HostInfo:
+                client: Any = None, make_runner: Callable[..., Runner] = Runner,
+                ssh_timeout: float = SSH_WAIT) -> HostInfo:
     """Create or start the sandbox container for (project, environment) and wait until SSH answers."""
     _check_provider(pb)
     reporter = _reporter(reporter)
@@ -310,7 +311,7 @@ def ensure_host(pb: Any, *, check: bool = False, resize: bool = False, reporter:
         public_key = "ssh-ed25519 (generated at apply time)"
     else:
         public_key = ensure_key(key_file, generate=may_generate_key(pb))
-    runner = Runner(f"{pb.project}-{pb.environment}", LocalContext(client), check=check, reporter=reporter)
+    runner = make_runner(f"{pb.project}-{pb.environment}", LocalContext(client), check=check, reporter=reporter)
     sandbox_ref, image_changes = _image_changes(client, pb, reporter.info)
     for change in image_changes:
         result = runner.run_task(change.target.replace("local:", "local "), [change])
@@ -360,7 +361,8 @@ def plan_teardown(container_ids: list[str], volumes: list[str], name: str) -> li
     return changes
 
 
-def destroy_host(pb: Any, *, check: bool = False, reporter: Any = None, client: Any = None) -> list[Change]:
+def destroy_host(pb: Any, *, check: bool = False, reporter: Any = None, client: Any = None,
+                 make_runner: Callable[..., Runner] = Runner) -> list[Change]:
     """Remove the sandbox container and its volumes (found by labels). Idempotent."""
     _check_provider(pb)
     reporter = _reporter(reporter)
@@ -370,7 +372,7 @@ def destroy_host(pb: Any, *, check: bool = False, reporter: Any = None, client: 
     ports = [read_labels(c.id, c.status, c.labels or {}).ssh_port for c in containers]
     volumes = [v.name for v in client.volumes.list(filters=filters)]
     changes = plan_teardown([c.id for c in containers], volumes, container_name(pb.project, pb.environment))
-    runner = Runner(f"{pb.project}-{pb.environment}", LocalContext(client), check=check, reporter=reporter)
+    runner = make_runner(f"{pb.project}-{pb.environment}", LocalContext(client), check=check, reporter=reporter)
     result = runner.run_task("local sandbox (teardown)", changes)
     if result.status is Status.FAILED:
         raise StepFailed(f"local sandbox: {result.message}")

@@ -203,8 +203,8 @@ def test_the_shipped_example_runs_on_a_local_sandbox(tmp_path: Path, unique: str
     """playbooks/local.yml (under a unique project name): provision → setup → deploy (which ships the build
     bases first), the apps answer on the printed 127.0.0.1 URLs, a second deploy changes and ships nothing,
     teardown leaves nothing."""
-    from provision.cli.deploy import deploy_host
-    from provision.cli.setup import setup_host
+    from provision.phases.deploy import deploy_host
+    from provision.phases.setup import setup_host
 
     monkeypatch.setenv("DOCKYARD_MINBASE", "dockyard-ci/bookworm-minbase:1")
     monkeypatch.setenv("DOCKYARD_SANDBOX_BASE", "debootstrap")

@@ -150,7 +150,7 @@ def test_daemon_json_change_restarts_once(host, tmp_path, capsys):
 
 def test_setup_host_shares_an_open_connection_for_up(host, tmp_path):
     """`up` passes one open Remote to setup and then to deploy: setup must leave it open and usable."""
-    from provision.cli.setup import setup_host
+    from provision.phases.setup import setup_host
     from provision.playbook import load_playbook
     from provision.report import Reporter
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from provision.cli.deploy import deploy_host
 from provision.deploy import desired_apps, make_redactor, select
 from provision.errors import InputError
+from provision.phases.deploy import deploy_host
 from provision.playbook import load_playbook
 from provision.secrets import SecretSource
 

@@ -1,0 +1,79 @@
+"""The deploy phase: build and run the playbook's apps on the host, over its one SSH connection.
+
+`deploy_host(pb, ...) -> provision.deploy.DeployResult` is the core `up` chains after provision and setup (pass
+the HostInfo / Remote); `app_urls(pb, host)` says where the published apps answer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from provision.errors import InputError
+from provision.phases.host import host_label, remote_for
+
+
+def deploy_host(
+    pb: Any,
+    *,
+    check: bool = False,
+    diff: bool = False,
+    reporter: Any = None,
+    host: Any = None,
+    remote: Any = None,
+    only: list[str] | tuple[str, ...] = (),
+    prune: bool = False,
+    prune_volumes: bool = False,
+    verbose: bool = False,
+) -> Any:
+    """Deploy the playbook's apps; returns provision.deploy.DeployResult (its `.recap` for the report)."""
+    # deferred: paramiko, pydantic, rich load when a command runs, not for `dockyard --help`
+    from provision.deploy import deploy as run_deploy
+    from provision.deploy import desired_apps, secret_source, select
+    from provision.report import Reporter
+
+    reporter = reporter or Reporter()
+    if prune_volumes and not prune:
+        raise InputError.single("--prune-volumes only makes sense with --prune", pb.source)
+    selection = select(pb, only)
+    secrets = secret_source(pb)
+    own = remote is None
+    if remote is None:
+        remote = remote_for(pb, host)  # not connected yet
+    label = host_label(pb)
+    try:
+        # every input problem (templates, contexts, secrets) is found before the host is touched
+        desired = desired_apps(pb, selection.apps, secrets, remote.user)
+        with reporter.progress(f"[{label}] connecting to {remote.target.label}"):
+            remote.open()
+        return run_deploy(
+            pb,
+            remote,
+            reporter=reporter,
+            host=label,
+            only=only,
+            check=check,
+            diff=diff,
+            prune=prune,
+            prune_volumes=prune_volumes,
+            verbose=verbose,
+            secrets=secrets,
+            desired=desired,
+        )
+    finally:
+        if own:
+            remote.close()
+
+
+def app_urls(pb: Any, host: Any) -> dict[str, str]:
+    out = {}
+    for name, app in pb.apps.items():
+        if app.publish is None:
+            continue
+        if host is not None and host.published:
+            port = host.published.get(app.publish.host_port)
+            if port:
+                out[name] = f"http://127.0.0.1:{port}/"
+            continue
+        address = app.publish.host_ip or (getattr(host, "public_address", None) or pb.host.address or "HOST")
+        out[name] = f"http://{address}:{app.publish.host_port}/"
+    return out

@@ -1,0 +1,128 @@
+"""The host phases: `provision_host` makes the playbook's host exist, `teardown_host` removes every trace of it.
+
+They dispatch on `playbook.provider` (aws: EC2 via boto3; local: the sandbox container; existing: nothing to
+create), hand the provider a Runner factory that keeps the Runners it makes (`RunnerLog`), and return the
+provider's HostInfo / Changes together with those Runners' recap. Also here: the read-only host lookup and the
+SSH connection (not yet open) that setup, deploy and the app commands share.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from provision.changes import Change, HostRecap, TaskResult
+from provision.errors import StepFailed
+from provision.providers import existing_host, find_host, provider_module
+from provision.providers.hostinfo import HostInfo
+
+
+def host_label(pb: Any) -> str:
+    """The name a playbook's host goes by in every recap."""
+    return f"{pb.project}-{pb.environment}"
+
+
+def joined_recap(label: str, recaps: Iterable[HostRecap], started: float) -> HostRecap:
+    """One recap for several Runners' work on one host (in order), timed from `started` (a monotonic clock)."""
+    results: list[TaskResult] = [r for recap in recaps for r in recap.results]
+    return HostRecap(label, results, time.monotonic() - started)
+
+
+class RunnerLog:
+    """A Runner factory (same arguments as `Runner`) that keeps every Runner it made, in order."""
+
+    def __init__(self) -> None:
+        self.runners: list[Any] = []
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        # deferred: paramiko (through provision.channels) loads when a command runs, not for `dockyard --help`
+        from provision.runner import Runner
+
+        runner = Runner(*args, **kwargs)
+        self.runners.append(runner)
+        return runner
+
+    def recap(self, label: str, started: float) -> HostRecap:
+        return joined_recap(label, (runner.recap for runner in self.runners), started)
+
+
+@dataclass
+class ProvisionResult:
+    host: HostInfo
+    recap: HostRecap
+
+    @property
+    def failed(self) -> bool:
+        return self.recap.failed
+
+
+@dataclass
+class TeardownResult:
+    recap: HostRecap
+    changes: list[Change] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return self.recap.failed
+
+
+def provision_host(pb: Any, *, check: bool = False, resize: bool = False, reporter: Any = None) -> ProvisionResult:
+    started = time.monotonic()
+    runners = RunnerLog()
+    module = provider_module(pb)
+    if module is None:
+        info = existing_host(pb)
+    else:
+        info = module.ensure_host(pb, check=check, resize=resize, reporter=reporter, make_runner=runners)
+    return ProvisionResult(info, runners.recap(host_label(pb), started))
+
+
+def teardown_host(pb: Any, *, check: bool = False, reporter: Any = None) -> TeardownResult:
+    started = time.monotonic()
+    runners = RunnerLog()
+    module = provider_module(pb)
+    changes: list[Change] = []  # `existing`: dockyard did not create the host, so it never removes it
+    if module is not None:
+        changes = list(module.destroy_host(pb, check=check, reporter=reporter, make_runner=runners))
+    return TeardownResult(runners.recap(host_label(pb), started), changes)
+
+
+def say_where(pb: Any, info: HostInfo, reporter: Any, *, next_step: bool = True) -> None:
+    """After the host is up: its address and how to reach it (one small function, easy to swap)."""
+    if not info.host_id:
+        return
+    addr = info.public_address or info.private_address or info.ssh_address
+    reporter.info(f"host {info.host_id} is {info.state} at {addr}")
+    if info.ssh_address:
+        port = f" -p {info.ssh_port}" if info.ssh_port != 22 else ""
+        jump = f" -J {pb.ssh.jump}" if pb.ssh.jump else ""
+        key = info.data.get("key_file") or pb.key_file
+        reporter.info(f"reach it: ssh -i {key}{port}{jump} {info.ssh_user}@{info.ssh_address}")
+        if next_step:
+            reporter.info(f"next: invoke setup -e {pb.environment}")
+
+
+def resolve_host(pb: Any) -> HostInfo:
+    """The HostInfo of the playbook's host, from its provider (a read-only lookup)."""
+    info = find_host(pb)
+    if info is None:
+        raise StepFailed(f"no {pb.provider} host for {pb.project}/{pb.environment} yet: "
+                         f"run `invoke provision -e {pb.environment}` first")
+    return info
+
+
+def ssh_target(pb: Any, host: HostInfo) -> Any:
+    # deferred: fabric, paramiko, requests load when a command runs, not for `dockyard --help`
+    from provision.remote import SshTarget
+
+    return SshTarget.from_host(pb, host)
+
+
+def remote_for(pb: Any, host: HostInfo | None = None) -> Any:
+    """The Remote (not connected yet) of the playbook's host: `host`, or the provider's lookup."""
+    # deferred: fabric, paramiko, requests load when a command runs, not for `dockyard --help`
+    from provision.remote import Remote
+
+    return Remote(ssh_target(pb, host or resolve_host(pb)))
