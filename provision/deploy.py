@@ -33,7 +33,7 @@ from provision.plan.apps import DesiredApp
 from provision.playbook import locate_problems
 from provision.render import render_dockerfile
 from provision.runner import Runner
-from provision.secrets import SecretSource
+from provision.secrets import SecretSource, make_redactor
 from provision.spec import Playbook
 
 MAX_PARALLEL_APPS = 3
@@ -44,18 +44,6 @@ MAX_PARALLEL_APPS = 3
 
 def secret_source(playbook: Playbook) -> Any:
     return SecretSource(playbook)
-
-
-def make_redactor(values: Iterable[str]) -> Callable[[str], str]:
-    """Replace every secret value (longest first) in a text shown to the user (build or container logs)."""
-    secrets_ = sorted({v for v in values if len(v) >= 3}, key=len, reverse=True)
-
-    def redact(text: str) -> str:
-        for value in secrets_:
-            text = text.replace(value, "***")
-        return text
-
-    return redact
 
 
 # --- desired state -----------------------------------------------------------------------------------------
@@ -184,7 +172,7 @@ def deploy(
         secrets = secret_source(playbook)
     if desired is None:
         desired = desired_apps(playbook, selection.apps, secrets, remote.user)
-    ctx = DeployContext(remote=remote, reporter=reporter, verbose=verbose, host=host)
+    ctx = DeployContext(remote=remote, reporter=reporter, verbose=verbose, host=host, secrets=secrets)
     runner = Runner(host or remote.target.label, ctx, check=check, diff=diff, reporter=reporter)
     project, env = playbook.project, playbook.environment
     facts: AppFacts | None = None

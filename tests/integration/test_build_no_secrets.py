@@ -23,6 +23,7 @@ from docker.errors import NotFound
 
 from provision import appops
 from provision.appops import DeployContext
+from provision.build import BuildSource
 from provision.deploy import desired_apps
 from provision.playbook import load_playbook
 from provision.secrets import SecretSource
@@ -93,7 +94,7 @@ def test_built_image_holds_the_context_but_no_secret_or_key(docker_client, uniqu
     tag = f"{unique}-leak/web:test"
     made["images"].append(tag)
     ctx = DeployContext(remote=_LocalEngine(docker_client))
-    appops.build_image(ctx, app="web", context=desired.build, tag=tag,
+    appops.build_image(ctx, app="web", source=BuildSource.of(desired.build), tag=tag,
                        labels={"dockyard.project": "dyt", "dockyard.environment": "test", "dockyard.app": "web"})
 
     # every path and every file's bytes of the image's filesystem

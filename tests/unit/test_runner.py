@@ -165,7 +165,8 @@ def test_to_json_document():
     assert doc["ok"] is False and doc["changed"] == 1 and doc["failed"] == 1 and doc["command"] == "setup"
     [host] = doc["hosts"]
     assert [t["status"] for t in host["tasks"]] == ["changed", "failed"]
-    assert host["tasks"][0]["changes"][0]["steps"] == ["run a"]
+    assert host["tasks"][0]["changes"][0]["steps"] == [
+        {"description": "run a", "op": {"type": "argv", "argv": ["a"], "sudo": False}}]
 
 
 def test_unified_diff_of_new_file():
