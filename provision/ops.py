@@ -115,6 +115,7 @@ class Wait(_Params):
     probe: str
     params: Params = ()
     timeout: float = 60.0
+    refs: tuple[tuple[str, str], ...] = ()  # as Ec2Call's: the instance a launch in the same plan returns
 
     def __post_init__(self) -> None:
         if self.probe not in PROBES:
@@ -188,7 +189,8 @@ def to_json(op: Op) -> dict[str, Any]:
     if isinstance(op, Reconnect):
         return {"type": "reconnect"}
     if isinstance(op, Wait):
-        return {"type": "wait", "probe": op.probe, "params": _show(op.params) or {}, "timeout": op.timeout}
+        return {"type": "wait", "probe": op.probe, "params": _show(op.params) or {}, "timeout": op.timeout,
+                **({"refs": dict(op.refs)} if op.refs else {})}
     if isinstance(op, EngineCall):
         return {"type": "engine", "op": op.op, "params": _show(op.params) or {}}
     if isinstance(op, Ec2Call):
@@ -223,7 +225,8 @@ def render(op: Op) -> str:
     if isinstance(op, Reconnect):
         return "reconnect"
     if isinstance(op, Wait):
-        return f"wait {op.probe} {_kv(op.params)} (at most {op.timeout:g}s)".replace("  ", " ")
+        refs = "".join(f" {k}=<{v}>" for k, v in op.refs)
+        return f"wait {op.probe} {_kv(op.params)}{refs} (at most {op.timeout:g}s)".replace("  ", " ")
     if isinstance(op, EngineCall):
         return f"engine {op.op} {_kv(op.params)}".rstrip()
     if isinstance(op, Ec2Call):
