@@ -10,7 +10,7 @@ is touched. Status, logs and exec (read-only helpers for the CLI) live here too.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -33,7 +33,7 @@ from provision.plan.apps import DesiredApp
 from provision.playbook import locate_problems
 from provision.render import render_dockerfile
 from provision.runner import Runner
-from provision.secrets import SecretSource, make_redactor
+from provision.secrets import SecretSource
 from provision.spec import Playbook
 
 MAX_PARALLEL_APPS = 3
@@ -117,22 +117,14 @@ def desired_apps(playbook: Playbook, names: Iterable[str], secrets: Any, ssh_use
             read_only=read_only,
             tmpfs=tmpfs,
         )
-        env_file = None
-        redact: Callable[[str], str] = str
-        if app.secrets:
-            names_ = tuple(app.secrets)
+        if app.secrets:  # the env file is written by deploy's executor from the secret source; check it here
             try:
-                env_file_content({s: secrets.value(s) for s in names_})
+                env_file_content({s: secrets.value(s) for s in app.secrets})
             except ValueError as exc:
                 problems.append(Problem(str(exc), playbook.source, f"apps.{name}.secrets"))
                 continue
-
-            def env_file(names_: tuple[str, ...] = names_) -> bytes:
-                return env_file_content({s: secrets.value(s) for s in names_})
-
-            redact = make_redactor(secrets.value(s) for s in names_)
         volumes = tuple((volume_name(playbook.project, playbook.environment, name, v), v) for v in sorted(app.volumes))
-        out.append(DesiredApp(name, tag, build, cfg, volumes, env_file=env_file, redact=redact, build_where=app.build))
+        out.append(DesiredApp(name, tag, build, cfg, volumes, build_where=app.build))
     if problems:
         raise InputError(locate_problems(playbook, problems))
     return out

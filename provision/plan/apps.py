@@ -16,7 +16,7 @@ decision of it, undo included); deploy's context executes them (provision.appops
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,9 +40,6 @@ class DesiredApp:
     build: BuildContext
     container: ContainerConfig
     volumes: tuple[tuple[str, str], ...]  # (volume name, short name)
-    # reads the secret values when the env file is uploaded (never stored in a Change)
-    env_file: Callable[[], bytes] | None = None
-    redact: Callable[[str], str] = str
     build_where: str = "host"  # "local": build on this machine and ship the image (AppSpec.build)
 
     @property

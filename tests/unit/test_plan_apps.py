@@ -58,7 +58,7 @@ def desired(tmp_path: Path, name: str = "web", source: str = "v1", **app_over) -
         read_only=True,
     )
     vols = tuple((f"{P}-{E}-{name}-{v}", v) for v in spec.volumes)
-    return DesiredApp(name, tag, build, cfg, vols, env_file=(lambda: b"X=1\n") if spec.secrets else None)
+    return DesiredApp(name, tag, build, cfg, vols)
 
 
 def labels(app: str, env: str = E, **extra: str) -> dict[str, str]:

@@ -154,6 +154,23 @@ def test_stdin_never_reported():
                                       (Step("upload env file", argv=("cat",), stdin=b"hunter2-secret"),))])
     out = buf.getvalue()
     assert "upload env file" in out and "hunter2" not in out
+    assert "$ cat < stdin (sha256:" in out  # -v shows exactly what would run; stdin only as its digest
+
+
+def test_check_verbose_shows_each_op_rendered():
+    from provision.ops import EngineCall, SecretFile, Upload, params
+
+    rep, buf = reporter()
+    rep.verbose = True
+    r = Runner("h", FakeCtx(), check=True, reporter=rep)
+    r.run_task("app web", [Change("app:web:container", "create", "absent", (
+        Step("apt", argv=("apt-get", "install", "docker.io"), sudo=True),
+        Step("env", Upload("/srv/web.env", SecretFile(("DB_PASSWORD",), "sha256:" + "a" * 64), mode=0o600)),
+        Step("net", EngineCall("network.create", params(name="shop-prod-web", labels={"dockyard.app": "web"})))))])
+    lines = [line.strip() for line in buf.getvalue().splitlines() if line.strip().startswith("$")]
+    assert lines == ["$ sudo apt-get install docker.io",
+                     "$ upload /srv/web.env (env file of secrets DB_PASSWORD, sha256:aaaaaaaaaaaa, mode 0600)",
+                     "$ engine network.create name=shop-prod-web labels={dockyard.app: web}"]
 
 
 def test_to_json_document():
