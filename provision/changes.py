@@ -7,17 +7,13 @@ check mode only reports them; that is the one place check mode branches.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from provision import ops
 from provision.ops import Argv, Op
-
-# A legacy effect: a callable the runner calls with its context. Only plans not yet converted to
-# provision.ops (the local sandbox provider) still use it; it never compares equal to anything but itself.
-Effect = Callable[[Any], Any]
 
 
 @dataclass(frozen=True, init=False)
@@ -29,27 +25,21 @@ class Step:
     """
 
     description: str
-    op: Op | None
-    effect: Effect | None = field(default=None, compare=False, repr=False)
+    op: Op
 
     def __init__(self, description: str, op: Op | None = None, *, argv: Sequence[str] | None = None,
-                 sudo: bool = False, stdin: bytes | None = None, effect: Effect | None = None) -> None:
-        if argv is not None:
-            if op is not None:
-                raise ValueError("a Step has either an op or argv")
-            op = Argv(tuple(argv), sudo=sudo, stdin=stdin)
-        if (op is None) == (effect is None):
-            raise ValueError("a Step has exactly one of op (or argv) or effect")
+                 sudo: bool = False, stdin: bytes | None = None) -> None:
+        if (op is None) == (argv is None):
+            raise ValueError("a Step has exactly one of op or argv")
         object.__setattr__(self, "description", description)
-        object.__setattr__(self, "op", op)
-        object.__setattr__(self, "effect", effect)
+        object.__setattr__(self, "op", op if op is not None else Argv(tuple(argv or ()), sudo=sudo, stdin=stdin))
 
     @property
     def argv(self) -> tuple[str, ...] | None:
         return self.op.argv if isinstance(self.op, Argv) else None
 
     def to_json(self) -> dict[str, Any]:
-        return {"description": self.description, "op": ops.to_json(self.op) if self.op is not None else None}
+        return {"description": self.description, "op": ops.to_json(self.op)}
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,8 @@ from typing import Any
 
 ENGINE_OPS = frozenset({
     "network.create", "network.remove", "volume.create", "volume.remove", "image.build", "image.remove",
-    "image.ship", "container.remove", "container.rename", "container.connect", "container.stop",
-    "container.start", "container.logs",
+    "image.ship", "container.create", "container.remove", "container.rename", "container.connect",
+    "container.stop", "container.start", "container.logs",
 })
 EC2_OPS = frozenset({
     "key_pair.import", "key_pair.delete", "security_group.create", "security_group.delete",

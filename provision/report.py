@@ -103,7 +103,7 @@ class Reporter:
                 for change in result.changes:
                     for step in change.steps:
                         self._print(f"  [dim]{'would ' if check else ''}{escape(step.description)}[/]")
-                        if self.verbose and step.op is not None:  # exactly what runs (secret-free)
+                        if self.verbose:  # exactly what runs (secret-free)
                             self._print(f"    [dim]$ {escape(render_op(step.op))}[/]")
             if diff and status in (Status.CHANGED, Status.FAILED):
                 for change in result.changes:

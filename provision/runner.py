@@ -55,11 +55,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 def apply_step(step: Step, ctx: Any) -> None:
-    if step.op is not None:
-        execute(step.op, ctx)
-    else:  # a plan not converted to ops yet (the local sandbox provider)
-        assert step.effect is not None
-        step.effect(ctx)
+    execute(step.op, ctx)
 
 
 class Runner:
