@@ -1,5 +1,10 @@
-"""The effects behind the app plan's Steps: thin calls to the Docker SDK / docker CLI over the host's one SSH
-connection. Each takes the runner's context (a `DeployContext`) first; plan/apps.py binds the rest.
+"""The Engine API executor: carries out the app plan's ops (provision.ops) over the host's one SSH connection.
+
+`DeployContext.execute(op)` dispatches: an `EngineCall` to its handler here (one thin Docker SDK call each; the
+local-engine ones, `image.build` with where=local and `image.ship`, use this machine's engine), a
+`Wait("container.healthy")` to `wait_healthy`, a `Guarded` roll-out to `run_guarded` (it runs the plan's ops, and
+on a failure the plan's undo ops, then raises one line), everything else to the SSH executor. Handlers decide
+nothing the plan could have decided.
 """
 
 from __future__ import annotations
@@ -8,24 +13,25 @@ import contextlib
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from provision.channels import ConnectionLost, is_connection_loss
-from provision.commands.docker import LABEL_BUILD_HASH
+from provision.commands.docker import LABEL_BUILD_HASH, env_file_content
 from provision.errors import StepFailed
+from provision.exec_ssh import SshExecutor
+from provision.ops import ENGINE_OPS, EngineCall, Guarded, Op, SecretFile, Wait
 from provision.progress import human_bytes
+from provision.secrets import make_redactor
 from provision.ship import ship
 
 if TYPE_CHECKING:
-    from provision.build import BuildContext
-    from provision.commands.docker import ContainerConfig, Health
-    from provision.facts.apps import ContainerFact
+    from provision.build import BuildContext, BuildSource
+    from provision.commands.docker import Health
 
 BUILD_TAIL = 25  # build log lines shown when a build fails
 LOG_TAIL = 20  # container log lines shown when a new container never becomes healthy
-NO_HEALTHCHECK_SETTLE = 2.0  # without a health check: still running this long after start = up
 POLL = 0.5
 
 
@@ -35,6 +41,7 @@ class DeployContext:
 
     remote: Any  # provision.remote.Remote
     reporter: Any = None
+    secrets: Any = None  # provision.secrets.SecretSource: env files and redaction read values from it
     verbose: bool = False
     host: str = ""
     built: list[str] = field(default_factory=list)  # tags built in this run (for reports and tests)
@@ -43,6 +50,26 @@ class DeployContext:
 
     def run(self, argv: Any, *, sudo: bool = False, stdin: bytes | None = None) -> Any:
         return self.remote.run(argv, sudo=sudo, stdin=stdin)
+
+    def execute(self, op: Op) -> Any:
+        if isinstance(op, EngineCall):
+            return ENGINE_HANDLERS[op.op](self, **{k: thaw_param(v) for k, v in op.params})
+        if isinstance(op, Wait) and op.probe == "container.healthy":
+            return wait_healthy(self, op.get("container"), op.get("health"), op.get("label"), op.timeout)
+        if isinstance(op, Guarded):
+            return run_guarded(self, op)
+        return SshExecutor(self.remote, secret_file=self.secret_file).execute(op)
+
+    def secret_file(self, wanted: SecretFile) -> bytes:
+        if self.secrets is None:
+            raise StepFailed(f"no secret source for {', '.join(wanted.names)}")
+        return env_file_content({name: self.secrets.value(name) for name in wanted.names})
+
+    def redactor(self, names: Iterable[str]) -> Callable[[str], str]:
+        names = tuple(names)
+        if not names or self.secrets is None:
+            return str
+        return make_redactor(self.secrets.value(n) for n in names)
 
     def docker(self) -> Any:
         return self.remote.docker()
@@ -96,37 +123,23 @@ def build_image(
     ctx: DeployContext,
     *,
     app: str,
-    context: BuildContext,
+    source: BuildSource,
     tag: str,
     labels: Mapping[str, str],
-    redact: Callable[[str], str] = str,
+    where: str = "host",
+    redact: tuple[str, ...] = (),
 ) -> str:
-    """Send the context as a tar and build it on the host, streaming the log (shown with -v)."""
-    return _build(ctx, _api(ctx), app=app, context=context, tag=tag, labels=labels, redact=redact)
+    """Send the context as a tar and build it on the host (where=local: with this machine's engine), streaming
+    the log (shown with -v)."""
+    api = ctx.local_docker().api if where == "local" else _api(ctx)
+    return _build(ctx, api, app=app, context=source.context, tag=tag, labels=labels,
+                  redact=ctx.redactor(redact), where="locally" if where == "local" else "on the host")
 
 
-def build_local_and_ship(
-    ctx: DeployContext,
-    *,
-    app: str,
-    context: BuildContext,
-    tag: str,
-    labels: Mapping[str, str],
-    redact: Callable[[str], str] = str,
-) -> str:
-    """`build: local`: build with this machine's engine, then stream the image to the host (docker save|load)."""
-    image_id = _build(
-        ctx, ctx.local_docker().api, app=app, context=context, tag=tag, labels=labels, redact=redact, where="locally"
-    )
-    what = f"{app}: shipping {tag} to the host"
-    with ctx.progress(what) as progress:
-        ship(ctx.local_docker(), ctx.remote, [tag], say=ctx.log, on_sent=_bytes_sent(progress, what))
-    return image_id
-
-
-def ship_images(ctx: DeployContext, *, refs: tuple[str, ...]) -> None:
-    """Base images the host's engine cannot pull (a sandbox without a registry) go over SSH."""
-    what = f"shipping {', '.join(refs)} to the host"
+def ship_images(ctx: DeployContext, *, refs: tuple[str, ...], app: str | None = None) -> None:
+    """Images this machine has and the host lacks (a `build: local` image, bases a sandbox cannot pull) go
+    over SSH (docker save | docker load)."""
+    what = f"{app}: shipping {', '.join(refs)} to the host" if app else f"shipping {', '.join(refs)} to the host"
     with ctx.progress(what) as progress:
         ship(ctx.local_docker(), ctx.remote, list(refs), say=ctx.log, on_sent=_bytes_sent(progress, what))
 
@@ -195,7 +208,7 @@ def _why(exc: Exception) -> str:
     return str(exc)
 
 
-def remove_image(ctx: DeployContext, *, image_id: str, tags: tuple[str, ...]) -> None:
+def remove_image(ctx: DeployContext, *, image_id: str, tags: Iterable[str]) -> None:
     api = _api(ctx)
     refs = list(tags) or [image_id]
     for ref in refs:
@@ -224,9 +237,9 @@ def ensure_network(ctx: DeployContext, *, name: str, labels: Mapping[str, str]) 
             raise
 
 
-def remove_network(ctx: DeployContext, *, network_id: str) -> None:
+def remove_network(ctx: DeployContext, *, id: str) -> None:
     try:
-        _api(ctx).remove_network(network_id)
+        _api(ctx).remove_network(id)
     except Exception as exc:
         if _status(exc) != 404:
             raise
@@ -247,22 +260,32 @@ def remove_volume(ctx: DeployContext, *, name: str) -> None:
 # --- containers --------------------------------------------------------------------------------------------
 
 
-def upload_env_file(ctx: DeployContext, *, path: str, content: Callable[[], bytes]) -> None:
-    directory = path.rsplit("/", 1)[0]
-    ctx.remote.run(["mkdir", "-p", "-m", "700", directory])
-    ctx.remote.run(["chmod", "700", directory])
-    ctx.remote.put_file(path, content(), mode=0o600)
-
-
-def remove_container(ctx: DeployContext, *, container_id: str, stop_timeout: int = 10) -> None:
+def remove_container(ctx: DeployContext, *, id: str, ignore_errors: bool = False,
+                     stop_timeout: int = 10) -> None:
     api = _api(ctx)
     try:
         with contextlib.suppress(Exception):
-            api.stop(container_id, timeout=stop_timeout)
-        api.remove_container(container_id, force=True)
+            api.stop(id, timeout=stop_timeout)
+        api.remove_container(id, force=True)
     except Exception as exc:
-        if _status(exc) != 404:
+        if not ignore_errors and _status(exc) != 404:
             raise
+
+
+def rename_container(ctx: DeployContext, *, id: str, name: str) -> None:
+    _api(ctx).rename(id, name)
+
+
+def connect_container(ctx: DeployContext, *, container: str, network: str, aliases: Iterable[str]) -> None:
+    _api(ctx).connect_container_to_network(container, network, aliases=list(aliases))
+
+
+def stop_container(ctx: DeployContext, *, id: str, timeout: int = 10) -> None:
+    _api(ctx).stop(id, timeout=timeout)
+
+
+def start_container(ctx: DeployContext, *, id: str) -> None:
+    _api(ctx).start(id)
 
 
 def container_logs(ctx: DeployContext, container_id: str, lines: int = LOG_TAIL) -> str:
@@ -273,10 +296,9 @@ def container_logs(ctx: DeployContext, container_id: str, lines: int = LOG_TAIL)
     return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
 
 
-def wait_healthy(ctx: DeployContext, container_id: str, health: Health | None, label: str) -> None:
-    """Until the engine says healthy (or, without a health check, the container keeps running briefly)."""
+def wait_healthy(ctx: DeployContext, container_id: str, health: Health | None, label: str, limit: float) -> None:
+    """Until the engine says healthy (or, without a health check, the container keeps running `limit`s)."""
     api = _api(ctx)
-    limit = health.wait if health is not None else NO_HEALTHCHECK_SETTLE
     started = time.monotonic()
     deadline = started + limit
     waiting = f"{label}: waiting for the health check" if health is not None else f"{label}: checking it keeps running"
@@ -311,50 +333,40 @@ def _last_probe(state: Mapping[str, Any]) -> str:
     return f" (last health check: exit {last.get('ExitCode')}" + (f", {output}" if output else "") + ")"
 
 
-def roll_out(
-    ctx: DeployContext,
-    *,
-    config: ContainerConfig,
-    old: tuple[ContainerFact, ...],
-    stop_first: tuple[str, ...],
-    redact: Callable[[str], str] = str,
-) -> None:
-    """Start the new container; once healthy remove the old ones. If it never gets healthy: remove it, keep
-    (restart, when they had to stop for the port) the old ones, show its last log lines, fail."""
-    api = _api(ctx)
-    label = f"{config.app}"
-    for o in old:
-        if o.name == config.name:  # same config, running but unhealthy: keep it aside under another name
-            api.rename(o.id, f"{o.name}-prev-{int(time.time())}")
-    with contextlib.suppress(Exception):  # a leftover of an interrupted run with the same name
-        api.remove_container(config.name, force=True)
-    result = ctx.remote.run(list(config.create_argv()))
-    new_id = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else config.name
-    stopped: list[str] = []
+def run_guarded(ctx: DeployContext, guarded: Guarded) -> None:
+    """The plan's ops in order; if one fails: the log tail of `logs_of`, the plan's undo ops (their errors
+    ignored: the first failure is what matters), one message naming both."""
     try:
-        for network in config.extra_networks:
-            api.connect_container_to_network(new_id, network, aliases=[config.app])
-        for cid in stop_first:
-            api.stop(cid, timeout=10)
-            stopped.append(cid)
-        api.start(new_id)
-        wait_healthy(ctx, new_id, config.health, label)
+        for op in guarded.ops:
+            ctx.execute(op)
     except Exception as exc:
-        logs = redact(container_logs(ctx, new_id)).rstrip()
-        with contextlib.suppress(Exception):
-            api.remove_container(new_id, force=True)
-        restarted = []
-        for cid in stopped:
+        redact = ctx.redactor(guarded.redact)
+        logs = redact(container_logs(ctx, guarded.logs_of)).rstrip() if guarded.logs_of else ""
+        for op in guarded.on_failure:
             with contextlib.suppress(Exception):
-                api.start(cid)
-                restarted.append(cid)
-        kept = ", ".join(o.name for o in old) or "none"
+                ctx.execute(op)
         reason = str(exc) if isinstance(exc, StepFailed) else f"{type(exc).__name__}: {exc}"
         if "docker-init" in reason:  # containers run with --init: the engine's tini is missing
             reason += " (the engine has no docker-init: install the tini package, or Docker's docker-ce)"
-        message = f"{redact(reason)}; removed it, kept the old container ({kept})"
+        message = redact(reason) + (f"; {guarded.note}" if guarded.note else "")
         if logs:
-            message += f"\nlast log lines of {config.name}:\n{logs}"
+            message += f"\nlast log lines of {guarded.logs_of}:\n{logs}"
         raise StepFailed(message) from None
-    for o in old:
-        remove_container(ctx, container_id=o.id)
+
+
+def thaw_param(value: Any) -> Any:
+    """Frozen label maps back to dicts for the SDK; other values (tuples, frozen dataclasses) as they are."""
+    if isinstance(value, tuple) and value and all(isinstance(v, tuple) and len(v) == 2 for v in value):
+        return dict(value)
+    return value
+
+
+ENGINE_HANDLERS: dict[str, Callable[..., Any]] = {
+    "network.create": ensure_network, "network.remove": remove_network,
+    "volume.create": ensure_volume, "volume.remove": remove_volume,
+    "image.build": build_image, "image.remove": remove_image, "image.ship": ship_images,
+    "container.remove": remove_container, "container.rename": rename_container,
+    "container.connect": connect_container, "container.stop": stop_container, "container.start": start_container,
+    "container.logs": lambda ctx, *, id, lines=LOG_TAIL: container_logs(ctx, id, lines),
+}
+assert set(ENGINE_HANDLERS) == ENGINE_OPS - {"container.create"}  # an app's container: `docker create` (Argv)

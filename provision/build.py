@@ -246,3 +246,18 @@ def check_context(root: Path, dockerfile_path: str | None = None) -> None:
 
 def image_tag(project: str, app: str, content_hash: str) -> str:
     return f"{project}/{app}:{content_hash[:12]}"
+
+
+@dataclass(frozen=True)
+class BuildSource:
+    """A build context as an op parameter: compared by its content hash (which covers Dockerfile, files and
+    build args); the context itself rides along for the executor and is never rendered."""
+
+    content_hash: str
+    dockerfile: str
+    files: int
+    context: BuildContext = field(compare=False, repr=False, hash=False)
+
+    @classmethod
+    def of(cls, context: BuildContext) -> BuildSource:
+        return cls(context.content_hash, context.dockerfile_path, len(context.files), context)

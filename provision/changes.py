@@ -7,33 +7,39 @@ check mode only reports them; that is the one place check mode branches.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-# An API effect (Docker SDK, boto3, SFTP upload, …). It receives the runner's context object for the
-# host (e.g. provision.remote.Remote or an AWS session holder) and returns nothing meaningful.
-Effect = Callable[[Any], Any]
+from provision import ops
+from provision.ops import Argv, Op
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Step:
-    """One effect. Exactly one of `argv` (a remote command) or `effect` (an API call) is set.
+    """One operation (provision.ops): what it does is data, so plans compare with `==` and --check shows it.
 
+    `Step("apt-get update", argv=(...), sudo=True)` is shorthand for `Step("...", Argv((...), sudo=True))`.
     `description` is what --check, -v and logs show: it must never contain a secret value.
     """
 
     description: str
-    argv: tuple[str, ...] | None = None
-    sudo: bool = False
-    effect: Effect | None = field(default=None, compare=False)
-    # stdin for argv steps (e.g. file contents); never shown.
-    stdin: bytes | None = field(default=None, repr=False, compare=False)
+    op: Op
 
-    def __post_init__(self) -> None:
-        if (self.argv is None) == (self.effect is None):
-            raise ValueError("a Step has exactly one of argv or effect")
+    def __init__(self, description: str, op: Op | None = None, *, argv: Sequence[str] | None = None,
+                 sudo: bool = False, stdin: bytes | None = None) -> None:
+        if (op is None) == (argv is None):
+            raise ValueError("a Step has exactly one of op or argv")
+        object.__setattr__(self, "description", description)
+        object.__setattr__(self, "op", op if op is not None else Argv(tuple(argv or ()), sudo=sudo, stdin=stdin))
+
+    @property
+    def argv(self) -> tuple[str, ...] | None:
+        return self.op.argv if isinstance(self.op, Argv) else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"description": self.description, "op": ops.to_json(self.op)}
 
 
 @dataclass(frozen=True)
@@ -50,9 +56,9 @@ class Change:
     data: dict[str, Any] = field(default_factory=dict, compare=False)  # machine-readable, for --json
 
     def to_json(self) -> dict[str, Any]:
-        """What --json shows of this change (descriptions only: they are secret-free)."""
+        """What --json shows of this change (descriptions and ops: both are secret-free)."""
         return {"target": self.target, "action": self.action, "reason": self.reason,
-                "steps": [s.description for s in self.steps], **({"data": self.data} if self.data else {})}
+                "steps": [s.to_json() for s in self.steps], **({"data": self.data} if self.data else {})}
 
 
 class Status(StrEnum):

@@ -10,7 +10,7 @@ is touched. Status, logs and exec (read-only helpers for the CLI) live here too.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -44,18 +44,6 @@ MAX_PARALLEL_APPS = 3
 
 def secret_source(playbook: Playbook) -> Any:
     return SecretSource(playbook)
-
-
-def make_redactor(values: Iterable[str]) -> Callable[[str], str]:
-    """Replace every secret value (longest first) in a text shown to the user (build or container logs)."""
-    secrets_ = sorted({v for v in values if len(v) >= 3}, key=len, reverse=True)
-
-    def redact(text: str) -> str:
-        for value in secrets_:
-            text = text.replace(value, "***")
-        return text
-
-    return redact
 
 
 # --- desired state -----------------------------------------------------------------------------------------
@@ -129,22 +117,14 @@ def desired_apps(playbook: Playbook, names: Iterable[str], secrets: Any, ssh_use
             read_only=read_only,
             tmpfs=tmpfs,
         )
-        env_file = None
-        redact: Callable[[str], str] = str
-        if app.secrets:
-            names_ = tuple(app.secrets)
+        if app.secrets:  # the env file is written by deploy's executor from the secret source; check it here
             try:
-                env_file_content({s: secrets.value(s) for s in names_})
+                env_file_content({s: secrets.value(s) for s in app.secrets})
             except ValueError as exc:
                 problems.append(Problem(str(exc), playbook.source, f"apps.{name}.secrets"))
                 continue
-
-            def env_file(names_: tuple[str, ...] = names_) -> bytes:
-                return env_file_content({s: secrets.value(s) for s in names_})
-
-            redact = make_redactor(secrets.value(s) for s in names_)
         volumes = tuple((volume_name(playbook.project, playbook.environment, name, v), v) for v in sorted(app.volumes))
-        out.append(DesiredApp(name, tag, build, cfg, volumes, env_file=env_file, redact=redact, build_where=app.build))
+        out.append(DesiredApp(name, tag, build, cfg, volumes, build_where=app.build))
     if problems:
         raise InputError(locate_problems(playbook, problems))
     return out
@@ -184,7 +164,7 @@ def deploy(
         secrets = secret_source(playbook)
     if desired is None:
         desired = desired_apps(playbook, selection.apps, secrets, remote.user)
-    ctx = DeployContext(remote=remote, reporter=reporter, verbose=verbose, host=host)
+    ctx = DeployContext(remote=remote, reporter=reporter, verbose=verbose, host=host, secrets=secrets)
     runner = Runner(host or remote.target.label, ctx, check=check, diff=diff, reporter=reporter)
     project, env = playbook.project, playbook.environment
     facts: AppFacts | None = None

@@ -14,7 +14,8 @@ Contract:
   columns when piped (never cut to the console's width).
 - `to_json(recaps, extra=None) -> dict`: the document `--json` prints (see `provision.cli.common.emit_json`).
 - With --json every human line goes to stderr so stdout holds exactly one JSON document.
-Nothing here prints Step.stdin; descriptions, before/after and messages are secret-free by contract.
+Nothing here prints Step.stdin (ops render it as a digest); descriptions, before/after and messages are
+secret-free by contract.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from provision.changes import Change, HostRecap, Status, TaskResult
+from provision.ops import render as render_op
 from provision.progress import HEARTBEAT, Board, Item
 
 STYLE = {Status.OK: "green", Status.CHANGED: "yellow", Status.FAILED: "bold red", Status.SKIPPED: "cyan"}
@@ -101,6 +103,8 @@ class Reporter:
                 for change in result.changes:
                     for step in change.steps:
                         self._print(f"  [dim]{'would ' if check else ''}{escape(step.description)}[/]")
+                        if self.verbose:  # exactly what runs (secret-free)
+                            self._print(f"    [dim]$ {escape(render_op(step.op))}[/]")
             if diff and status in (Status.CHANGED, Status.FAILED):
                 for change in result.changes:
                     self._diff(change)

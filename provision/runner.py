@@ -2,8 +2,9 @@
 
 A task is a name plus the list of Changes a pure plan produced for it:
 - no changes → `ok`;
-- changes → each Step is applied in order (argv steps through `ctx.run(argv, sudo=, stdin=)`, effect steps by
-  calling `step.effect(ctx)`) → `changed`; in check mode the steps are only reported (the ONE check branch);
+- changes → each Step's op (provision.ops) is applied in order by the executor for its type
+  (`provision.exec_ssh.execute(op, ctx)`: `ctx.execute(op)`, or the SSH executor on a bare Remote) → `changed`;
+  in check mode the steps are only reported (the ONE check branch);
 - an exception → `failed`: the host stops, later tasks on it are reported `skipped`.
 
 Contract:
@@ -36,6 +37,7 @@ from typing import Any
 from provision.changes import Change, HostRecap, Status, Step, TaskResult
 from provision.channels import ConnectionLost, is_connection_loss
 from provision.errors import DockyardError
+from provision.exec_ssh import execute
 
 MESSAGE_LIMIT = 1200
 
@@ -53,11 +55,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 def apply_step(step: Step, ctx: Any) -> None:
-    if step.argv is not None:
-        ctx.run(step.argv, sudo=step.sudo, stdin=step.stdin)
-    else:
-        assert step.effect is not None
-        step.effect(ctx)
+    execute(step.op, ctx)
 
 
 class Runner:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -162,3 +162,15 @@ def _unescape(text: str) -> str:
             out.append(text[j])
             j += 1
     return "".join(out)
+
+
+def make_redactor(values: Iterable[str]) -> Callable[[str], str]:
+    """Replace every secret value (longest first) in a text shown to the user (build or container logs)."""
+    secrets_ = sorted({v for v in values if len(v) >= 3}, key=len, reverse=True)
+
+    def redact(text: str) -> str:
+        for value in secrets_:
+            text = text.replace(value, "***")
+        return text
+
+    return redact

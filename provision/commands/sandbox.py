@@ -20,6 +20,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from provision.ops import Params, params
+
 ROLE = "sandbox-host"
 LABEL_PROJECT = "dockyard.project"
 LABEL_ENVIRONMENT = "dockyard.environment"
@@ -93,6 +95,12 @@ class SandboxParams:
     @property
     def name(self) -> str:
         return container_name(self.project, self.environment)
+
+    def op_params(self) -> Params:
+        """These, as hashable op params (the local engine executor rebuilds the SandboxParams from them)."""
+        return params(project=self.project, environment=self.environment, image=self.image,
+                      ssh_port=self.ssh_port, ssh_user=self.ssh_user, authorized_key=self.authorized_key,
+                      ports=dict(self.ports))
 
     @property
     def volume(self) -> str:

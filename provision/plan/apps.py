@@ -5,31 +5,31 @@ Per app, in the order deploy applies them:
 - network: `<project>-<environment>-<app>` (+ those of the apps it may `reach`), created when absent;
 - volumes: `<project>-<environment>-<app>-<volume>`, labelled, created when absent, never removed here;
 - container: config hash label equal and running → ok; otherwise roll out (start new, wait healthy, then
-  remove old; on failure remove new and keep old) — the effect lives in provision.appops;
+  remove old; on failure remove new and keep old) — `roll_out` plans it as one Guarded op;
 - old images: keep the newest KEEP_IMAGES per app (plus any image a container uses).
 Apps seen on the host but absent from the playbook are listed by `orphans`; `plan_prune` removes them.
 
-The effects referenced by Steps are plain functions of provision.appops bound with functools.partial:
-building a Step does nothing.
+Steps carry ops (provision.ops: EngineCall, Argv, Upload, Wait, and one Guarded per roll-out that holds every
+decision of it, undo included); deploy's context executes them (provision.appops). Building a Step does nothing.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
-from provision import appops
-from provision.build import BuildContext
+from provision.build import BuildContext, BuildSource
 from provision.changes import Change, Step
 from provision.commands.docker import ContainerConfig, network_name, owner_labels
 from provision.facts.apps import AppFacts, ContainerFact, ImageFact
+from provision.ops import Argv, EngineCall, Guarded, Op, SecretFile, Upload, Wait, digest, params
 from provision.ship import plan_ship
 from provision.spec import NAME_RE
 
 KEEP_IMAGES = 3
+NO_HEALTHCHECK_SETTLE = 2.0  # without a health check: still running this long after start = up
 _APP_NAME = re.compile(NAME_RE)
 
 
@@ -40,9 +40,6 @@ class DesiredApp:
     build: BuildContext
     container: ContainerConfig
     volumes: tuple[tuple[str, str], ...]  # (volume name, short name)
-    # reads the secret values when the env file is uploaded (never stored in a Change)
-    env_file: Callable[[], bytes] | None = None
-    redact: Callable[[str], str] = str
     build_where: str = "host"  # "local": build on this machine and ship the image (AppSpec.build)
 
     @property
@@ -68,23 +65,19 @@ def plan_image(desired: DesiredApp, facts: AppFacts, *, project: str, environmen
     files = len(desired.build.files)
     local = desired.build_where == "local"
     where = "on this machine, then ship it to the host" if local else "on the host"
-    step = Step(
-        f"build {desired.image} {where} ({files} context files)",
-        effect=partial(
-            appops.build_local_and_ship if local else appops.build_image,
-            app=desired.name,
-            context=desired.build,
-            tag=desired.image,
-            labels=labels,
-            redact=desired.redact,
-        ),
-    )
+    build = EngineCall("image.build", params(
+        app=desired.name, source=BuildSource.of(desired.build), tag=desired.image, labels=labels,
+        where="local" if local else "host", redact=desired.container.secrets))
+    steps = [Step(f"build {desired.image} {where} ({files} context files)", build)]
+    if local:
+        steps.append(Step(f"ship {desired.image} to the host (docker save | docker load)",
+                          EngineCall("image.ship", params(app=desired.name, refs=(desired.image,)))))
     return [
         Change(
             _target(desired.name, "image"),
             "build",
             f"no image with build hash {desired.build_hash[:12]}",
-            (step,),
+            tuple(steps),
             before=None,
             after=f"image: {desired.image}\n",
             data={"image": desired.image, "build_hash": desired.build_hash},
@@ -99,9 +92,8 @@ def plan_ship_bases(
     todo = tuple(plan_ship(list(refs), local_ids, remote_ids))
     if not todo:
         return []
-    step = Step(
-        f"ship {', '.join(todo)} to the host (docker save | docker load)", effect=partial(appops.ship_images, refs=todo)
-    )
+    step = Step(f"ship {', '.join(todo)} to the host (docker save | docker load)",
+                EngineCall("image.ship", params(refs=todo)))
     return [Change("host:build-bases", "ship", "missing on the host", (step,), data={"images": list(todo)})]
 
 
@@ -112,20 +104,10 @@ def plan_networks(apps: Iterable[str], facts: AppFacts, *, project: str, environ
         name = network_name(project, environment, app)
         if facts.network(name) is not None:
             continue
-        step = Step(
-            f"create network {name}",
-            effect=partial(appops.ensure_network, name=name, labels=owner_labels(project, environment, app)),
-        )
-        changes.append(
-            Change(
-                _target(app, "network"),
-                "create",
-                "absent",
-                (step,),
-                after=f"network {name}\n",
-                data={"network": name},
-            )
-        )
+        step = Step(f"create network {name}", EngineCall("network.create", params(
+            name=name, labels=owner_labels(project, environment, app))))
+        changes.append(Change(_target(app, "network"), "create", "absent", (step,),
+                              after=f"network {name}\n", data={"network": name}))
     return changes
 
 
@@ -134,7 +116,7 @@ def plan_volumes(desired: DesiredApp, facts: AppFacts, *, project: str, environm
     for full, short in desired.volumes:
         if facts.volume(full) is None:
             labels = {**owner_labels(project, environment, desired.name), "dockyard.volume": short}
-            steps.append(Step(f"create volume {full}", effect=partial(appops.ensure_volume, name=full, labels=labels)))
+            steps.append(Step(f"create volume {full}", EngineCall("volume.create", params(name=full, labels=labels))))
     if not steps:
         return []
     return [
@@ -158,6 +140,45 @@ def _publish_conflicts(cfg: ContainerConfig, container: ContainerFact) -> bool:
     )
 
 
+def remove_container(container_id: str) -> EngineCall:
+    return EngineCall("container.remove", params(id=container_id))
+
+
+def env_file_steps(cfg: ContainerConfig) -> list[Step]:
+    """The env file of the app's secrets: a 0700 directory, then the file (0600). The op names the secrets
+    and carries a digest of their values (config_hash covers the same digests); the executor reads them."""
+    assert cfg.env_file
+    directory = cfg.env_file.rsplit("/", 1)[0]
+    values_digest = digest(repr(cfg.secret_digests).encode())
+    return [
+        Step(f"create {directory} (0700)", argv=("mkdir", "-p", "-m", "700", directory)),
+        Step(f"make {directory} 0700", argv=("chmod", "700", directory)),
+        Step(f"upload env file {cfg.env_file} (0600; {len(cfg.secrets)} secrets)",
+             Upload(cfg.env_file, SecretFile(cfg.secrets, values_digest), mode=0o600)),
+    ]
+
+
+def roll_out(cfg: ContainerConfig, old: Sequence[ContainerFact], stop_first: Sequence[str]) -> Guarded:
+    """Every decision of a roll-out, as data: a same-name (same config, unhealthy) container is renamed aside,
+    a leftover of an interrupted run is removed, the new one is created, joined to the networks it may reach;
+    the old ones publishing its host port stop; it starts and must become healthy. Undo: remove the new one,
+    start the ones stopped for the port; the failure shows the new one's (redacted) log tail."""
+    ops: list[Op] = [EngineCall("container.rename", params(id=o.id, name=f"{o.name}-prev-{o.id[:12]}"))
+                     for o in old if o.name == cfg.name]
+    ops.append(EngineCall("container.remove", params(id=cfg.name, ignore_errors=True)))
+    ops.append(Argv(cfg.create_argv()))
+    ops += [EngineCall("container.connect", params(container=cfg.name, network=n, aliases=(cfg.app,)))
+            for n in cfg.extra_networks]
+    ops += [EngineCall("container.stop", params(id=cid, timeout=10)) for cid in stop_first]
+    ops.append(EngineCall("container.start", params(id=cfg.name)))
+    limit = cfg.health.wait if cfg.health is not None else NO_HEALTHCHECK_SETTLE
+    ops.append(Wait("container.healthy", params(container=cfg.name, health=cfg.health, label=cfg.app), limit))
+    undo = (remove_container(cfg.name), *(EngineCall("container.start", params(id=cid)) for cid in stop_first))
+    kept = ", ".join(o.name for o in old) or "none"
+    return Guarded(tuple(ops), undo, note=f"removed it, kept the old container ({kept})", logs_of=cfg.name,
+                   redact=cfg.secrets)
+
+
 def plan_container(desired: DesiredApp, facts: AppFacts) -> list[Change]:
     cfg = desired.container
     want = cfg.config_hash
@@ -168,22 +189,9 @@ def plan_container(desired: DesiredApp, facts: AppFacts) -> list[Change]:
         stale = [c for c in seen if c.id != keep.id]
         if not stale:
             return []
-        steps = tuple(
-            Step(
-                f"remove stale container {c.name} ({c.state})",
-                effect=partial(appops.remove_container, container_id=c.id),
-            )
-            for c in stale
-        )
-        return [
-            Change(
-                target,
-                "cleanup",
-                "stale containers beside the current one",
-                steps,
-                data={"container": keep.name},
-            )
-        ]
+        steps = tuple(Step(f"remove stale container {c.name} ({c.state})", remove_container(c.id)) for c in stale)
+        return [Change(target, "cleanup", "stale containers beside the current one", steps,
+                       data={"container": keep.name})]
     old = [c for c in seen if c.running]
     dead = [c for c in seen if not c.running]
     stop_first = [c.id for c in old if _publish_conflicts(cfg, c)]
@@ -197,35 +205,12 @@ def plan_container(desired: DesiredApp, facts: AppFacts) -> list[Change]:
             f"config hash differs ({old[0].config_hash[:12] if old else 'none running'}",
         )
         reason += f" → {want[:12]})"
-    steps: list[Step] = []
-    for c in dead:
-        steps.append(
-            Step(
-                f"remove stopped container {c.name}",
-                effect=partial(appops.remove_container, container_id=c.id),
-            )
-        )
-    if desired.env_file is not None and cfg.env_file:
-        steps.append(
-            Step(
-                f"upload env file {cfg.env_file} (0600; {len(cfg.secrets)} secrets)",
-                effect=partial(appops.upload_env_file, path=cfg.env_file, content=desired.env_file),
-            )
-        )
-    verb = "then remove " + ", ".join(c.name for c in old) if old else "no old container"
+    steps: list[Step] = [Step(f"remove stopped container {c.name}", remove_container(c.id)) for c in dead]
+    if cfg.secrets and cfg.env_file:
+        steps += env_file_steps(cfg)
     gap = " (stops the old one first: same host port)" if stop_first else ""
-    steps.append(
-        Step(
-            f"start {cfg.name} from {cfg.image}, wait until healthy, {verb}{gap}",
-            effect=partial(
-                appops.roll_out,
-                config=cfg,
-                old=tuple(old),
-                stop_first=tuple(stop_first),
-                redact=desired.redact,
-            ),
-        )
-    )
+    steps.append(Step(f"start {cfg.name} from {cfg.image}, wait until healthy{gap}", roll_out(cfg, old, stop_first)))
+    steps += [Step(f"remove old container {c.name}", remove_container(c.id)) for c in old]
     before = "".join(c.config_text or f"config hash: {c.config_hash[:12]}\n" for c in old) or None
     return [
         Change(
@@ -257,7 +242,7 @@ def plan_image_prune(desired: DesiredApp, facts: AppFacts, keep: int = KEEP_IMAG
     steps = tuple(
         Step(
             f"remove old image {', '.join(i.tags) or i.id[:19]}",
-            effect=partial(appops.remove_image, image_id=i.id, tags=i.tags),
+            EngineCall("image.remove", params(image_id=i.id, tags=i.tags)),
         )
         for i in drop
     )
@@ -290,18 +275,18 @@ def plan_prune(app: str, facts: AppFacts, *, prune_volumes: bool, env_file: str 
     """Remove an app that left the playbook: containers, network, images, its env file (volumes on request)."""
     steps: list[Step] = []
     for c in facts.containers_of(app):
-        steps.append(Step(f"remove container {c.name}", effect=partial(appops.remove_container, container_id=c.id)))
+        steps.append(Step(f"remove container {c.name}", remove_container(c.id)))
     if env_file and steps:
         steps.append(Step(f"remove env file {env_file} (if any)", argv=("rm", "-f", env_file)))
     for n in facts.networks:
         if n.app == app:
-            steps.append(Step(f"remove network {n.name}", effect=partial(appops.remove_network, network_id=n.id)))
+            steps.append(Step(f"remove network {n.name}", EngineCall("network.remove", params(id=n.id))))
     kept_volumes = []
     for v in facts.volumes:
         if v.app != app:
             continue
         if prune_volumes:
-            steps.append(Step(f"remove volume {v.name}", effect=partial(appops.remove_volume, name=v.name)))
+            steps.append(Step(f"remove volume {v.name}", EngineCall("volume.remove", params(name=v.name))))
         else:
             kept_volumes.append(v.name)
     for i in facts.images_of(app):
@@ -310,7 +295,7 @@ def plan_prune(app: str, facts: AppFacts, *, prune_volumes: bool, env_file: str 
             steps.append(
                 Step(
                     f"remove image {', '.join(i.tags) or i.id[:19]}",
-                    effect=partial(appops.remove_image, image_id=i.id, tags=i.tags),
+                    EngineCall("image.remove", params(image_id=i.id, tags=i.tags)),
                 )
             )
     if not steps:

@@ -17,8 +17,6 @@ Handler `restart docker` (`plan_restart`): restart with the host's service manag
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,7 @@ from provision.changes import Change, Step
 from provision.commands import engine as cmd
 from provision.errors import InputError, Problem, StepFailed
 from provision.facts.engine import APT_SOURCE, DAEMON_JSON, DNF_REPO, EngineFacts
+from provision.ops import Reconnect, Upload, Wait
 
 RESTART = "restart docker"
 WANTED_NOFILE = 1048576  # what the stock init script asks for
@@ -111,35 +110,11 @@ class EngineTask:
     error: str | None = None  # the task fails with this message (a host state dockyard refuses)
 
 
-# --- effects the steps carry (thin: they run through the Remote given by the runner) --------------------
+# --- steps (ops: provision.exec_ssh runs them on the Remote) --------------------------------------------
 
 
-def wait_for_engine(timeout: float) -> Callable[[Any], None]:
-    def effect(remote: Any) -> None:
-        deadline = time.monotonic() + timeout
-        last = ""
-        while True:
-            r = remote.run(cmd.docker_server_version(), sudo=True, check=False, timeout=15)
-            if r.exit_code == 0 and r.stdout.strip():
-                return
-            last = (r.stderr or r.stdout).strip().splitlines()[-1:] or [""]
-            if time.monotonic() > deadline:
-                raise StepFailed(f"the Docker engine did not answer within {timeout:g}s ({last[0]}); see "
-                                 "journalctl -u docker or /var/log/docker.log on the host")
-            time.sleep(0.5)
-    return effect
-
-
-def upload(path: str, content: str, mode: int = 0o644) -> Callable[[Any], None]:
-    data = content.encode()
-
-    def effect(remote: Any) -> None:
-        remote.put_file(path, data, mode=mode, owner="root:root", sudo=True)
-    return effect
-
-
-def _reconnect(remote: Any) -> None:
-    remote.reconnect()
+def upload(description: str, path: str, content: str, mode: int = 0o644) -> Step:
+    return Step(description, Upload(path, content.encode(), mode=mode, owner="root:root", sudo=True))
 
 
 def _describe(argv: tuple[str, ...]) -> str:
@@ -177,7 +152,7 @@ def plan_daemon_json(desired: EngineDesired, facts: EngineFacts) -> EngineTask:
     if _same_json(facts.daemon_json, desired.daemon_json):
         return task
     steps = (_argv("create /etc/docker", cmd.make_dir("/etc/docker")),
-             Step(f"write {DAEMON_JSON} (atomically)", effect=upload(DAEMON_JSON, desired.daemon_json)))
+             upload(f"write {DAEMON_JSON} (atomically)", DAEMON_JSON, desired.daemon_json))
     task.changes.append(Change(
         "engine:daemon.json", "update" if facts.daemon_json is not None else "create",
         "content differs" if facts.daemon_json is not None else "absent", steps,
@@ -200,9 +175,9 @@ def _install_steps(desired: EngineDesired, facts: EngineFacts) -> list[Step]:
         if not facts.apt_key:
             steps += [_argv(_describe(a), a) for a in cmd.docker_ce_apt_key_fetch(os)]
         if (facts.apt_source or "").strip() != source.strip():
-            steps.append(Step(f"write {APT_SOURCE}", effect=upload(APT_SOURCE, source)))
+            steps.append(upload(f"write {APT_SOURCE}", APT_SOURCE, source))
     else:
-        steps.append(Step(f"write {DNF_REPO}", effect=upload(DNF_REPO, cmd.docker_ce_dnf_repo(os))))
+        steps.append(upload(f"write {DNF_REPO}", DNF_REPO, cmd.docker_ce_dnf_repo(os)))
     steps += [_argv(_describe(a), a) for a in cmd.install_packages(pm, cmd.DOCKER_CE_PACKAGES)]
     return steps
 
@@ -278,7 +253,7 @@ def plan_group(desired: EngineDesired, facts: EngineFacts) -> EngineTask:
         steps.append(_argv("groupadd -f docker", cmd.groupadd_docker()))
     steps += [_argv(f"add {u} to the docker group", cmd.add_to_group(u)) for u in missing]
     if desired.ssh_user in missing:
-        steps += [Step("reconnect so the new group applies to this session", effect=_reconnect),
+        steps += [Step("reconnect so the new group applies to this session", Reconnect()),
                   _argv(f"docker ps as {desired.ssh_user}, without sudo", cmd.docker_ps(), sudo=False)]
     unknown = [u for u in missing if facts.users.get(u) is False]
     reason = f"{', '.join(missing)} not in the docker group"
@@ -303,4 +278,4 @@ def plan_restart(facts: EngineFacts, wait: float = ENGINE_WAIT) -> list[Change]:
 
 
 def _wait_step(wait: float) -> Step:
-    return Step(f"wait until the engine answers (at most {wait:g}s)", effect=wait_for_engine(wait))
+    return Step(f"wait until the engine answers (at most {wait:g}s)", Wait("engine.answers", timeout=wait))

@@ -1,8 +1,8 @@
 """The EC2 host plan: pure functions (desired HostDesired, observed facts) -> list[Change].
 
-Nothing here touches the network. Steps carry effects that receive the AWS context of
-`provision.providers.aws` (duck-typed: `ctx.import_key_pair(...)`, `ctx.run_instance(...)`, …), which also
-remembers ids created earlier in the same run (a security group made by step 2 is used by step 4).
+Nothing here touches the network. Steps carry `Ec2Call`/`Wait` ops (provision.ops) that the EC2 executor
+(`provision.providers.aws_context.AwsContext.execute`) carries out; an id created earlier in the same run (the
+security group of step 2, used by step 4; the instance a launch returns) is named in the op's `refs`.
 """
 
 from __future__ import annotations
@@ -27,9 +27,16 @@ from provision.facts.aws import (
     owned,
     resource_name,
 )
+from provision.ops import Ec2Call, Wait, params
 
 ANYWHERE = ("0.0.0.0/0", "::/0")
 TOKEN_ATTEMPTS = 3
+INSTANCE_WAIT = 600.0  # the EC2 executor bounds its waiters by its own max_wait too
+SECURITY_GROUP_ID, INSTANCE_ID = "security_group_id", "instance_id"  # outputs a later op may reference
+
+
+def _wait(probe: str, *ids: str) -> Wait:
+    return Wait(probe, params(ids=ids), timeout=INSTANCE_WAIT)
 
 
 @dataclass(frozen=True)
@@ -143,7 +150,7 @@ def _key_pair(d: HostDesired, facts: HostFacts) -> list[Change]:
     material, tags = d.key.material, d.tags
     return [Change("aws:key-pair", "create", "absent", (
         Step(f"import key pair {d.name} from {d.key.path}",
-             effect=lambda ctx: ctx.import_key_pair(d.name, material, tags)),),
+             Ec2Call("key_pair.import", params(name=d.name, material=material, tags=tags))),),
         after=f"{d.key.key_type} {sorted(d.key.fingerprints)[0]}\n", data={"name": d.name})]
 
 
@@ -160,19 +167,21 @@ def _security_group(d: HostDesired, facts: HostFacts) -> list[Change]:
         name, vpc, tags = d.name, facts.vpc_id, d.tags
         changes.append(Change("aws:security-group", "create", "absent", (
             Step(f"create security group {name} in {vpc}",
-                 effect=lambda ctx: ctx.create_security_group(name, desc, vpc, tags)),),
+                 Ec2Call("security_group.create", params(name=name, description=desc, vpc_id=vpc, tags=tags))),),
             data={"name": name, "vpc_id": vpc}))
     have = sg.rules if sg else frozenset()
     missing, stale = d.rules - have, have - d.rules
     steps: list[Step] = []
+    group = params(group_id=group_id) if group_id else ()
+    refs = () if group_id else (("group_id", SECURITY_GROUP_ID),)
     if missing:
         perms = [r.permission() for r in sorted(missing)]
         steps.append(Step("allow " + ", ".join(map(str, sorted(missing))),
-                          effect=lambda ctx: ctx.authorize_ingress(group_id, perms)))
+                          Ec2Call("security_group.authorize", group + params(perms=perms), refs)))
     if stale:
         old = [r.permission() for r in sorted(stale)]
         steps.append(Step("remove " + ", ".join(map(str, sorted(stale))),
-                          effect=lambda ctx: ctx.revoke_ingress(group_id, old)))
+                          Ec2Call("security_group.revoke", group + params(perms=old), refs)))
     if steps:
         counts = (f"{len(missing)} missing" if missing else "", f"{len(stale)} stale" if stale else "")
         reason = "new group" if sg is None else ", ".join(p for p in counts if p)
@@ -189,17 +198,17 @@ def _create_instance(d: HostDesired, facts: HostFacts) -> Change:
         raise StepFailed(f"image {d.image} could not be resolved")
     known_group = facts.security_group.id if facts.security_group else None
     gone = tuple(i.id for i in facts.gone)
-
-    def run(ctx: Any) -> Any:
-        group_id = known_group or ctx.security_group_id
-        return ctx.run_instance(run_instance_params(d, image, group_id),
-                                client_tokens(d.project, d.environment, group_id, gone))
+    # the group id completes SecurityGroupIds and seeds the client tokens (see client_tokens)
+    launch = params(params=run_instance_params(d, image, known_group or ""), project=d.project,
+                    environment=d.environment, gone=gone) + (params(group_id=known_group) if known_group else ())
 
     source = image.id if image.id == d.image else f"{image.id} ({d.image})"
     what = f"{d.instance_type} from {source}, {d.volume_gb} GB gp3 encrypted root"
     return Change("aws:instance", "create", "absent", (
-        Step(f"launch {d.host_name}: {what}", effect=run),
-        Step("wait until the instance is running", effect=lambda ctx: ctx.wait_running(ctx.instance_id)),
+        Step(f"launch {d.host_name}: {what}",
+             Ec2Call("instance.run", launch, () if known_group else (("group_id", SECURITY_GROUP_ID),))),
+        Step("wait until the instance is running", Wait("instance.running", timeout=INSTANCE_WAIT,
+                                                        refs=(("ids", INSTANCE_ID),))),
     ), after=f"{what}\n", data={"instance_type": d.instance_type, "image_id": image.id})
 
 
@@ -211,26 +220,26 @@ def _existing_instance(d: HostDesired, facts: HostFacts, inst: InstanceFact) -> 
         groups = [*inst.security_group_ids, sg.id]
         changes.append(Change("aws:instance:security-groups", "update", f"{sg.id} not attached", (
             Step(f"attach security group {sg.id} to {iid}",
-                 effect=lambda ctx: ctx.set_instance_groups(iid, groups)),)))
+                 Ec2Call("instance.groups", params(instance_id=iid, groups=groups))),)))
     if inst.imds_hop_limit is not None and inst.imds_hop_limit != d.imds_hop_limit:
         limit = d.imds_hop_limit
         changes.append(Change("aws:instance:metadata", "update",
                               f"IMDS hop limit {inst.imds_hop_limit}, playbook says {limit}", (
             Step(f"set the IMDS hop limit of {iid} to {limit} (tokens required)",
-                 effect=lambda ctx: ctx.set_metadata_options(iid, limit)),),
+                 Ec2Call("instance.metadata_options", params(instance_id=iid, hop_limit=limit))),),
             before=f"hop limit {inst.imds_hop_limit}\n", after=f"hop limit {limit}\n"))
     if inst.instance_type != d.instance_type:
         steps: list[Step] = []
         if state in ("pending", "running"):
-            steps.append(Step(f"stop {iid}", effect=lambda ctx: ctx.stop_instance(iid)))
+            steps.append(Step(f"stop {iid}", Ec2Call("instance.stop", params(instance_id=iid))))
         if state in ("pending", "running", "stopping"):
-            steps.append(Step(f"wait until {iid} is stopped", effect=lambda ctx: ctx.wait_stopped(iid)))
+            steps.append(Step(f"wait until {iid} is stopped", _wait("instance.stopped", iid)))
         new_type = d.instance_type
         steps.append(Step(f"change the instance type of {iid} to {new_type}",
-                          effect=lambda ctx: ctx.modify_instance_type(iid, new_type)))
+                          Ec2Call("instance.modify_type", params(instance_id=iid, instance_type=new_type))))
         if state in ("pending", "running"):
-            steps.append(Step(f"start {iid}", effect=lambda ctx: ctx.start_instance(iid)))
-            steps.append(Step(f"wait until {iid} is running", effect=lambda ctx: ctx.wait_running(iid)))
+            steps.append(Step(f"start {iid}", Ec2Call("instance.start", params(instance_id=iid))))
+            steps.append(Step(f"wait until {iid} is running", _wait("instance.running", iid)))
         changes.append(Change("aws:instance:type", "resize",
                               f"instance type {inst.instance_type}, playbook says {new_type} (needs "
                               "--resize: stop, resize, start)", tuple(steps),
@@ -239,9 +248,9 @@ def _existing_instance(d: HostDesired, facts: HostFacts, inst: InstanceFact) -> 
     if state in ("stopped", "stopping"):
         steps = []
         if state == "stopping":
-            steps.append(Step(f"wait until {iid} is stopped", effect=lambda ctx: ctx.wait_stopped(iid)))
-        steps.append(Step(f"start {iid}", effect=lambda ctx: ctx.start_instance(iid)))
-        steps.append(Step(f"wait until {iid} is running", effect=lambda ctx: ctx.wait_running(iid)))
+            steps.append(Step(f"wait until {iid} is stopped", _wait("instance.stopped", iid)))
+        steps.append(Step(f"start {iid}", Ec2Call("instance.start", params(instance_id=iid))))
+        steps.append(Step(f"wait until {iid} is running", _wait("instance.running", iid)))
         changes.append(Change("aws:instance", "start", f"instance is {state}", tuple(steps),
                               before=f"{state}\n", after="running\n"))
     return changes
@@ -293,8 +302,8 @@ def plan_teardown(facts: TeardownFacts, project: str, environment: str) -> list[
         steps = []
         if live:
             steps.append(Step(f"terminate {', '.join(live)}",
-                              effect=lambda ctx: ctx.terminate_instances(live)))
-        steps.append(Step("wait until terminated", effect=lambda ctx: ctx.wait_terminated(every)))
+                              Ec2Call("instance.terminate", params(ids=live))))
+        steps.append(Step("wait until terminated", _wait("instance.terminated", *every)))
         changes.append(Change("aws:instance", "delete", ", ".join(f"{i.id} {i.state}" for i in instances),
                               tuple(steps), data={"instances": every}))
     groups: list[SecurityGroupFact] = [g for g in facts.security_groups
@@ -302,12 +311,12 @@ def plan_teardown(facts: TeardownFacts, project: str, environment: str) -> list[
     for g in groups:
         changes.append(Change("aws:security-group", "delete", f"{g.name} ({g.id}) in {g.vpc_id}", (
             Step(f"delete security group {g.name} ({g.id})",
-                 effect=lambda ctx, gid=g.id: ctx.delete_security_group(gid)),),
+                 Ec2Call("security_group.delete", params(group_id=g.id))),),
             data={"id": g.id}))
     kp = facts.key_pair
     if kp is not None and owned(kp.tags, project, environment):
         name = kp.name
         changes.append(Change("aws:key-pair", "delete", name, (
-            Step(f"delete key pair {name}", effect=lambda ctx: ctx.delete_key_pair(name)),),
+            Step(f"delete key pair {name}", Ec2Call("key_pair.delete", params(name=name))),),
             data={"name": name}))
     return changes

@@ -1,5 +1,7 @@
-"""The `aws` provider's effects: what the plan's steps (provision.plan.host) call, one thin boto3 call each, for
-the key pair, the security group and the instance; remembers what the run created so a failure can undo it."""
+"""The EC2 executor: `AwsContext.execute(op)` carries out the host plan's `Ec2Call` and `Wait("instance.*")` ops
+(provision.plan.host), one thin boto3 call each, for the key pair, the security group and the instance; it
+resolves an op's `refs` from what this run created (the group id, the instance id) and remembers what the run
+created so a failure can undo it."""
 
 from __future__ import annotations
 
@@ -12,7 +14,8 @@ from botocore.exceptions import ClientError
 
 from provision.errors import StepFailed
 from provision.facts.aws import GONE_STATES, parse_instance
-from provision.plan.host import tag_list
+from provision.ops import EC2_OPS, Ec2Call, Op, Wait, thaw
+from provision.plan.host import INSTANCE_ID, SECURITY_GROUP_ID, client_tokens, tag_list
 from provision.providers.aws_session import WAIT_DELAY, WAIT_MAX, _code, aws_errors
 
 
@@ -28,6 +31,32 @@ class AwsContext:
     created: list[tuple[str, str]] = field(default_factory=list)  # (kind, id) in creation order
     security_group_id: str | None = None
     instance_id: str | None = None
+
+    # the executor
+    def execute(self, op: Op) -> Any:
+        if not isinstance(op, Ec2Call | Wait):
+            raise TypeError(f"the EC2 executor does not run {type(op).__name__} ops")
+        kwargs = {k: thaw(v) for k, v in op.params}
+        for name, output in op.refs:
+            value = {SECURITY_GROUP_ID: self.security_group_id, INSTANCE_ID: self.instance_id}[output]
+            if value is None:
+                raise StepFailed(f"{name}: no {output.replace('_', ' ')} was created earlier in this run")
+            kwargs[name] = [value] if name == "ids" else value
+        if isinstance(op, Wait):
+            ids = list(kwargs["ids"])
+            if op.probe == "instance.terminated":
+                return self.wait_terminated(ids)
+            [instance_id] = ids
+            return self.wait_running(instance_id) if op.probe == "instance.running" else \
+                self.wait_stopped(instance_id)
+        return getattr(self, _EC2_HANDLERS[op.op])(**kwargs)
+
+    def launch(self, params: dict[str, Any], project: str, environment: str, gone: list[str],
+               group_id: str) -> str:
+        """`instance.run`: the group id (known, or made earlier in this run) completes the parameters and
+        seeds the client tokens."""
+        return self.run_instance({**params, "SecurityGroupIds": [group_id]},
+                                 client_tokens(project, environment, group_id, tuple(gone)))
 
     def _wait(self, waiter: str, ids: list[str], what: str) -> None:
         self.progress(f"waiting until {', '.join(ids)} {what} (up to {self.max_wait:.0f}s)")
@@ -175,3 +204,14 @@ class AwsContext:
                 done.append(f"{kind} {ident} NOT removed ({exc})")
         self.created.clear()
         return done
+
+
+_EC2_HANDLERS = {  # op → AwsContext method (keyword arguments = the op's params)
+    "key_pair.import": "import_key_pair", "key_pair.delete": "delete_key_pair",
+    "security_group.create": "create_security_group", "security_group.delete": "delete_security_group",
+    "security_group.authorize": "authorize_ingress", "security_group.revoke": "revoke_ingress",
+    "instance.run": "launch", "instance.start": "start_instance", "instance.stop": "stop_instance",
+    "instance.terminate": "terminate_instances", "instance.modify_type": "modify_instance_type",
+    "instance.metadata_options": "set_metadata_options", "instance.groups": "set_instance_groups",
+}
+assert set(_EC2_HANDLERS) == EC2_OPS

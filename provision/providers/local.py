@@ -39,6 +39,7 @@ from provision.commands.sandbox import (
 )
 from provision.errors import InputError, StepFailed
 from provision.hostkeys import forget_host_keys, known_hosts_name
+from provision.ops import EngineCall, Op, params
 from provision.providers.hostinfo import HostInfo
 from provision.report import Reporter
 from provision.runner import Runner
@@ -99,12 +100,13 @@ def plan_sandbox(found: Found | None, desired: SandboxParams, *, resize: bool
     `desired` carries the ports to use if a container must be created; a found container keeps its own.
     """
     name, warnings = desired.name, []
+    sandbox = desired.op_params()
+    start = Step(f"start container {name}", EngineCall("container.start", params(id=name)))
     create = (
-        Step(f"create volume {desired.volume} on {DOCKER_VOLUME_TARGET}",
-             effect=lambda ctx: ctx.create_volume(desired)),
+        Step(f"create volume {desired.volume} on {DOCKER_VOLUME_TARGET}", EngineCall("volume.create", sandbox)),
         Step(f"create container {name} ({desired.image}, ssh 127.0.0.1:{desired.ssh_port})",
-             effect=lambda ctx: ctx.create_container(desired)),
-        Step(f"start container {name}", effect=lambda ctx: ctx.start(name)),
+             EngineCall("container.create", sandbox)),
+        start,
     )
     data = {"ssh_port": desired.ssh_port, "ports": dict(desired.ports), "image": desired.image}
     if found is None:
@@ -120,14 +122,14 @@ def plan_sandbox(found: Found | None, desired: SandboxParams, *, resize: bool
                             "volume)")
         else:
             steps = (Step(f"remove container {name} (its volume stays)",
-                          effect=lambda ctx: ctx.remove_container(found.container_id)), *create)
+                          EngineCall("container.remove", params(id=found.container_id))), *create)
             return [Change("local:sandbox", "replace", f"port(s) {what} not mapped", steps,
                            before=_ports_text(found.ports), after=_ports_text(desired.ports), data=data)
                     ], warnings
     if found.state == "running":
         return [], warnings
     return [Change("local:sandbox", "start", f"container is {found.state}",
-                   (Step(f"start container {name}", effect=lambda ctx: ctx.start(name)),))], warnings
+                   (start,))], warnings
 
 
 def _ports_text(ports: Mapping[int, int]) -> str:
@@ -159,7 +161,7 @@ def host_info(pb: Any, found: Found | None, key_file: Path, via: str | None = No
                     public_address=BIND_ADDRESS, private_address=None, published=dict(found.ports), data=data)
 
 
-# ---------------------------------------------------------------------------------------------- effects
+# -------------------------------------------------------------------------------------- the executor
 
 
 def docker_client() -> Any:
@@ -202,9 +204,23 @@ def lookup(client: Any, project: str, environment: str) -> Found | None:
 
 @dataclass
 class LocalContext:
-    """What the plan's effect steps run against: the local engine."""
+    """The local engine executor: carries out the sandbox plan's EngineCall ops (`execute`)."""
 
     client: Any
+    say: Any = None  # where image builds report progress
+
+    def execute(self, op: Op) -> None:
+        p = dict(op.params) if isinstance(op, EngineCall) else {}
+        if isinstance(op, EngineCall) and op.op in ("volume.create", "container.create"):
+            sandbox = SandboxParams(**{**p, "ports": {int(k): v for k, v in p["ports"]}})
+            return self.create_volume(sandbox) if op.op == "volume.create" else self.create_container(sandbox)
+        if isinstance(op, EngineCall) and op.op == "image.build":
+            return self.build(p["what"], p.get("names", ()), self.say)
+        handlers = {"container.start": self.start, "container.remove": self.remove_container,
+                    "volume.remove": self.remove_volume}
+        if not isinstance(op, EngineCall) or op.op not in handlers:
+            raise TypeError(f"the local engine executor does not run {op!r}")
+        return handlers[op.op](p.get("id") or p["name"])
 
     def create_volume(self, p: SandboxParams) -> None:
         # deferred: docker, requests load only when this path runs
@@ -270,14 +286,13 @@ def _check_provider(pb: Any) -> None:
                                 key_path="provider")
 
 
-def _image_changes(client: Any, pb: Any, say: Any) -> tuple[str, list[Change]]:
+def _image_changes(client: Any, pb: Any) -> tuple[str, list[Change]]:
     certs = ca_certs()
     sandbox_ref = f"dockyard/sandbox:{recipe_hash(sandbox_files(certs))}"
     changes = []
     if not _has(client, sandbox_ref, recipe_hash(sandbox_files(certs)), RECIPE_LABEL):
         changes.append(Change("local:sandbox-image", "build", "absent",
-                              (Step(f"build {sandbox_ref}",
-                                    effect=lambda ctx: ctx.build("sandbox", (), say)),)))
+                              (Step(f"build {sandbox_ref}", EngineCall("image.build", params(what="sandbox"))),)))
     values = [pb.vars, *(a.vars for a in pb.apps.values()), *(a.build_args for a in pb.apps.values())]
     wanted = referenced_bases(values, base_names())
     todo = tuple(n for n in wanted if not _has(client, base_ref(n), recipe_hash(base_files(n, certs)),
@@ -285,7 +300,7 @@ def _image_changes(client: Any, pb: Any, say: Any) -> tuple[str, list[Change]]:
     if todo:
         refs = ", ".join(base_ref(n) for n in todo)
         changes.append(Change("local:base-images", "build", "absent", (
-            Step(f"build {refs}", effect=lambda ctx: ctx.build("bases", todo, say)),)))
+            Step(f"build {refs}", EngineCall("image.build", params(what="bases", names=todo))),)))
     return sandbox_ref, changes
 
 
@@ -311,8 +326,9 @@ def ensure_host(pb: Any, *, check: bool = False, resize: bool = False, reporter:
         public_key = "ssh-ed25519 (generated at apply time)"
     else:
         public_key = ensure_key(key_file, generate=may_generate_key(pb))
-    runner = make_runner(f"{pb.project}-{pb.environment}", LocalContext(client), check=check, reporter=reporter)
-    sandbox_ref, image_changes = _image_changes(client, pb, reporter.info)
+    runner = make_runner(f"{pb.project}-{pb.environment}", LocalContext(client, reporter.info), check=check,
+                         reporter=reporter)
+    sandbox_ref, image_changes = _image_changes(client, pb)
     for change in image_changes:
         result = runner.run_task(change.target.replace("local:", "local "), [change])
         if result.status is Status.FAILED:
@@ -353,11 +369,11 @@ def plan_teardown(container_ids: list[str], volumes: list[str], name: str) -> li
     if container_ids:
         changes.append(Change("local:sandbox", "delete", "teardown", tuple(
             Step(f"remove container {name} ({cid[:12]})",
-                 effect=lambda ctx, cid=cid: ctx.remove_container(cid))
+                 EngineCall("container.remove", params(id=cid)))
             for cid in container_ids)))
     if volumes:
         changes.append(Change("local:volume", "delete", "teardown", tuple(
-            Step(f"remove volume {v}", effect=lambda ctx, v=v: ctx.remove_volume(v)) for v in volumes)))
+            Step(f"remove volume {v}", EngineCall("volume.remove", params(name=v))) for v in volumes)))
     return changes
 
 

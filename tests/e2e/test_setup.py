@@ -84,7 +84,10 @@ def test_check_on_a_fresh_host_changes_nothing(host, tmp_path, capsys):
     t = tasks(doc)
     assert {n for n, r in t.items() if r["status"] == "changed"} == {
         "daemon.json", "docker engine", "init script", "docker service", "docker group"}
-    assert "apt-get install docker.io" in t["docker engine"]["changes"][0]["steps"]
+    steps = t["docker engine"]["changes"][0]["steps"]
+    [install] = [s for s in steps if s["description"] == "apt-get install docker.io"]
+    assert install["op"]["type"] == "argv" and install["op"]["sudo"] is True  # exactly what would run
+    assert install["op"]["argv"][-1] == "docker.io" and "install" in install["op"]["argv"]
     rc, out = host.exec("command -v dockerd docker; ls /etc/docker; getent group docker")
     assert rc != 0 and out.strip().endswith("No such file or directory"), out
 
@@ -107,7 +110,9 @@ def test_setup_installs_starts_and_groups(host, tmp_path, capsys):
     t = tasks(doc)
     for name in ("daemon.json", "docker engine", "init script", "docker service", "docker group"):
         assert t[name]["status"] == "changed", (name, t[name])
-    assert "docker ps as deploy, without sudo" in t["docker group"]["changes"][0]["steps"]
+    ps = {"description": "docker ps as deploy, without sudo",
+          "op": {"type": "argv", "argv": ["docker", "ps", "-q"], "sudo": False}}
+    assert ps in t["docker group"]["changes"][0]["steps"]
     assert "handler: restart docker" not in t  # a fresh engine read daemon.json when it first started
 
     wanted = json.loads(render_daemon_json(EngineSpec(daemon={"log-level": "warn"})))

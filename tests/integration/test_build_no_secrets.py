@@ -23,7 +23,9 @@ from docker.errors import NotFound
 
 from provision import appops
 from provision.appops import DeployContext
+from provision.build import BuildSource
 from provision.deploy import desired_apps
+from provision.ops import SecretFile
 from provision.playbook import load_playbook
 from provision.secrets import SecretSource
 from tests.images import image_ref
@@ -87,13 +89,14 @@ def test_built_image_holds_the_context_but_no_secret_or_key(docker_client, uniqu
 
     source = SecretSource(pb, environ={})
     (desired,) = desired_apps(pb, ["web"], source, "root")
-    assert desired.env_file is not None and sentinel.encode() in desired.env_file()  # where it must be
+    env_file = DeployContext(remote=None, secrets=source).secret_file(SecretFile(("DB_PASSWORD",), ""))
+    assert sentinel.encode() in env_file  # where it must be: the env file deploy's executor writes
     assert "app.txt" in desired.build.files and not set(LEAKS) & set(desired.build.files)
 
     tag = f"{unique}-leak/web:test"
     made["images"].append(tag)
     ctx = DeployContext(remote=_LocalEngine(docker_client))
-    appops.build_image(ctx, app="web", context=desired.build, tag=tag,
+    appops.build_image(ctx, app="web", source=BuildSource.of(desired.build), tag=tag,
                        labels={"dockyard.project": "dyt", "dockyard.environment": "test", "dockyard.app": "web"})
 
     # every path and every file's bytes of the image's filesystem

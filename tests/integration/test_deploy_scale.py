@@ -53,8 +53,8 @@ class Intervals:
         self.rows: list[tuple[str, str, float, float]] = []
         self._lock = threading.Lock()
 
-    def wrap(self, monkeypatch: pytest.MonkeyPatch, name: str, app_of: Any) -> None:
-        real = getattr(appops, name)
+    def wrap(self, monkeypatch: pytest.MonkeyPatch, name: str, app_of: Any, engine_op: str | None = None) -> None:
+        real = appops.ENGINE_HANDLERS[engine_op] if engine_op else getattr(appops, name)
 
         def recorded(*args: Any, **kwargs: Any) -> Any:
             start = time.monotonic()
@@ -64,7 +64,10 @@ class Intervals:
                 with self._lock:
                     self.rows.append((app_of(args, kwargs), name, start, time.monotonic()))
 
-        monkeypatch.setattr(appops, name, recorded)
+        if engine_op:  # the Engine executor's handler for that op
+            monkeypatch.setitem(appops.ENGINE_HANDLERS, engine_op, recorded)
+        else:
+            monkeypatch.setattr(appops, name, recorded)
 
     def overlapping_pairs(self) -> list[tuple[str, str]]:
         out = []
@@ -99,7 +102,7 @@ def test_ten_apps_over_one_connection_to_a_stock_sshd(max_sessions: int | None, 
     pb = load_playbook(path)
     budget = max_sessions or 8
     intervals = Intervals()
-    intervals.wrap(monkeypatch, "build_image", lambda a, k: k["app"])
+    intervals.wrap(monkeypatch, "build_image", lambda a, k: k["app"], engine_op="image.build")
     intervals.wrap(monkeypatch, "wait_healthy", lambda a, k: a[3])
 
     def one_deploy() -> tuple[Any, str, Remote]:

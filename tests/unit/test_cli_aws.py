@@ -10,6 +10,7 @@ from rich.console import Console
 from provision.changes import Change, Step
 from provision.cli.aws import confirm
 from provision.errors import InputError, StepFailed
+from provision.ops import Ec2Call, params
 from provision.report import Reporter
 from provision.spec import Playbook
 
@@ -17,7 +18,8 @@ pytestmark = pytest.mark.unit
 
 PB = Playbook.model_validate({"project": "shop", "environment": "staging", "provider": "aws",
                               "host": {"ssh_from": ["203.0.113.7/32"]}})
-CHANGES = [Change("aws:instance", "delete", "i-1 running", (Step("terminate i-1", effect=lambda ctx: None),))]
+TERMINATE = Ec2Call("instance.terminate", params(ids=["i-1"]))
+CHANGES = [Change("aws:instance", "delete", "i-1 running", (Step("terminate i-1", TERMINATE),))]
 
 
 class Tty(io.StringIO):

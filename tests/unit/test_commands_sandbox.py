@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from provision.commands import sandbox as sb
+from provision.ops import EngineCall
+from provision.ops import params as op_params
 from provision.playbook import load_playbook
 from provision.providers import local
 from provision.sandbox import (
@@ -127,27 +129,30 @@ def test_wanted_ports_dedupes_sorts_and_leaves_ssh_alone() -> None:
 # --- the plan ------------------------------------------------------------------------------------------
 
 
-class Ctx:
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, object]] = []
-
-    def __getattr__(self, name: str):
-        return lambda arg: self.calls.append((name, arg))
+def ops(changes) -> list[EngineCall]:
+    return [step.op for change in changes for step in change.steps]
 
 
-def apply(changes) -> list[tuple[str, object]]:
-    ctx = Ctx()
-    for change in changes:
-        for step in change.steps:
-            step.effect(ctx)
-    return ctx.calls
+START = EngineCall("container.start", op_params(id="dockyard-demo-local"))
 
 
 def test_absent_sandbox_is_created_volume_first_then_started() -> None:
     p = params()
     changes, warnings = local.plan_sandbox(None, p, resize=False)
     assert [c.action for c in changes] == ["create"] and not warnings
-    assert [name for name, _ in apply(changes)] == ["create_volume", "create_container", "start"]
+    assert ops(changes) == [EngineCall("volume.create", p.op_params()), EngineCall("container.create", p.op_params()),
+                            START]
+
+
+def test_the_local_engine_executor_rebuilds_the_sandbox_from_the_op() -> None:
+    p = params(ports={8081: 40081})
+    made: list[object] = []
+    ctx = local.LocalContext(client=None)
+    ctx.create_container = made.append  # the effect it dispatches to, and what it is given
+    ctx.execute(EngineCall("container.create", p.op_params()))
+    assert made == [p]
+    assert local.plan_sandbox(None, p, resize=False) != local.plan_sandbox(None, params(ports={8081: 40082}),
+                                                                           resize=False)
 
 
 def test_running_sandbox_with_every_port_is_ok() -> None:
@@ -161,7 +166,7 @@ def test_stopped_sandbox_is_started_not_recreated() -> None:
     found = sb.read_labels("cid", "exited", p.labels())
     changes, _ = local.plan_sandbox(found, p, resize=False)
     assert [c.action for c in changes] == ["start"]
-    assert apply(changes) == [("start", "dockyard-demo-local")]
+    assert ops(changes) == [START]
 
 
 def test_a_new_publish_port_warns_and_only_resize_recreates_keeping_the_volume() -> None:
@@ -172,10 +177,9 @@ def test_a_new_publish_port_warns_and_only_resize_recreates_keeping_the_volume()
     assert changes == [] and "8082" in warnings[0] and "--resize" in warnings[0]
     changes, _ = local.plan_sandbox(found, new, resize=True)
     assert [c.action for c in changes] == ["replace"]
-    calls = apply(changes)
-    assert [name for name, _ in calls] == ["remove_container", "create_volume", "create_container", "start"]
-    assert calls[0][1] == "cid"
-    assert "remove_volume" not in [name for name, _ in calls]
+    assert ops(changes) == [EngineCall("container.remove", op_params(id="cid")),  # the volume stays
+                            EngineCall("volume.create", new.op_params()),
+                            EngineCall("container.create", new.op_params()), START]
 
 
 def test_a_different_sandbox_image_is_a_warning_not_a_silent_recreate() -> None:
@@ -203,7 +207,8 @@ def test_key_and_urls_and_teardown(tmp_path: Path) -> None:
     given = playbook(tmp_path, PB.replace("ssh: {user: dockyard}", "ssh: {user: dockyard, key_file: k}"))
     assert local.local_key_file(given) == tmp_path / "playbooks" / "k" and not local.may_generate_key(given)
     changes = local.plan_teardown(["c1"], ["dockyard-demo-local-docker"], "dockyard-demo-local")
-    assert apply(changes) == [("remove_container", "c1"), ("remove_volume", "dockyard-demo-local-docker")]
+    assert ops(changes) == [EngineCall("container.remove", op_params(id="c1")),
+                            EngineCall("volume.remove", op_params(name="dockyard-demo-local-docker"))]
     assert local.plan_teardown([], [], "x") == []
 
 

@@ -9,11 +9,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from provision.deploy import desired_apps, make_redactor, select
+from provision.appops import DeployContext
+from provision.deploy import desired_apps, select
 from provision.errors import InputError
+from provision.facts.apps import parse
+from provision.ops import Upload
 from provision.phases.deploy import deploy_host
+from provision.plan.apps import plan_container
 from provision.playbook import load_playbook
-from provision.secrets import SecretSource
+from provision.secrets import SecretSource, make_redactor
 
 pytestmark = pytest.mark.unit
 
@@ -42,8 +46,12 @@ def test_desired_apps_render_hash_and_configure(tmp_path: Path) -> None:
     assert web.image == f"shop/web:{web.build_hash[:12]}"
     assert web.container.read_only is True  # python-web supports it
     assert web.container.env_file == "/var/lib/dockyard/shop-prod/web.env"
-    assert web.env_file is not None and web.env_file() == f"DB_PASSWORD={SECRET}\n".encode()
-    assert web.redact(f"log line with {SECRET}") == "log line with ***"
+    # the env file and the redaction are read from the secret source by deploy's executor, never by the plan
+    ctx = DeployContext(remote=None, secrets=SecretSource(pb, environ={}))
+    env_upload = next(s.op for c in plan_container(web, parse("shop", "prod", [], [], [], [])) for s in c.steps
+                      if isinstance(s.op, Upload))
+    assert ctx.secret_file(env_upload.content) == f"DB_PASSWORD={SECRET}\n".encode()
+    assert ctx.redactor(web.container.secrets)(f"log line with {SECRET}") == "log line with ***"
     text = web.container.describe() + " ".join(web.container.create_argv()) + repr(web.container)
     assert SECRET not in text
     assert site.container.extra_networks == ("shop-prod-web",)

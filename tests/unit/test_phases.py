@@ -13,6 +13,7 @@ import provision.phases.host as phases_host
 from provision.changes import Change, HostRecap, Status, Step, TaskResult
 from provision.deploy import DeployResult
 from provision.errors import StepFailed
+from provision.ops import Argv, Ec2Call, freeze
 from provision.phases.host import ProvisionResult, TeardownResult, provision_host, teardown_host
 from provision.phases.up import Phases, run_recreate, run_up
 from provision.providers.hostinfo import HostInfo
@@ -173,7 +174,8 @@ def test_up_reports_a_failed_deploy_without_urls() -> None:
 
 
 def test_recreate_tears_down_then_runs_up_and_joins_both_recaps() -> None:
-    change = Change("aws:instance", "delete", "i-1 running", (Step("terminate i-1", effect=lambda ctx: None),))
+    terminate = Ec2Call("instance.terminate", freeze({"instance_ids": ["i-1"]}))
+    change = Change("aws:instance", "delete", "i-1 running", (Step("terminate i-1", op=terminate),))
     teardowns: list[bool] = []
 
     def teardown(pb: Any, *, check: bool, reporter: Any) -> TeardownResult:
@@ -194,8 +196,13 @@ def test_recreate_tears_down_then_runs_up_and_joins_both_recaps() -> None:
 
 
 class Ctx:
+    """What the runner applies steps against: records each command's verb."""
+
     def __init__(self) -> None:
         self.applied: list[str] = []
+
+    def execute(self, op: Argv) -> None:
+        self.applied.append({"start": "start", "rm": "remove"}[op.argv[1]])
 
 
 def fake_provider(ctx: Ctx) -> SimpleNamespace:
@@ -205,12 +212,12 @@ def fake_provider(ctx: Ctx) -> SimpleNamespace:
         images = make_runner(LABEL, ctx, check=check, reporter=reporter)
         images.run_task("local sandbox image", [])
         sandbox = make_runner(LABEL, ctx, check=check, reporter=reporter)
-        step = Step("start the sandbox", effect=lambda c: c.applied.append("start"))
+        step = Step("start the sandbox", argv=("docker", "start", "sandbox"))
         sandbox.run_task("local sandbox", [Change("local:sandbox", "start", "stopped", (step,))])
         return RUNNING
 
     def destroy_host(pb: Any, *, check: bool, reporter: Any, make_runner: Any) -> list[Change]:
-        step = Step("remove the sandbox", effect=lambda c: c.applied.append("remove"))
+        step = Step("remove the sandbox", argv=("docker", "rm", "sandbox"))
         changes = [Change("local:sandbox", "delete", "teardown", (step,))]
         make_runner(LABEL, ctx, check=check, reporter=reporter).run_task("local sandbox (teardown)", changes)
         return changes

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from provision import appops
-from provision.build import assemble, image_tag
+from provision.build import BuildSource, assemble, image_tag
+from provision.changes import Step
 from provision.commands.docker import container_config
 from provision.facts.apps import AppFacts, parse, parse_health
+from provision.ops import Argv, EngineCall, Guarded, SecretFile, Upload, Wait, digest, params
 from provision.plan.apps import (
     DesiredApp,
     orphans,
@@ -55,7 +58,7 @@ def desired(tmp_path: Path, name: str = "web", source: str = "v1", **app_over) -
         read_only=True,
     )
     vols = tuple((f"{P}-{E}-{name}-{v}", v) for v in spec.volumes)
-    return DesiredApp(name, tag, build, cfg, vols, env_file=(lambda: b"X=1\n") if spec.secrets else None)
+    return DesiredApp(name, tag, build, cfg, vols)
 
 
 def labels(app: str, env: str = E, **extra: str) -> dict[str, str]:
@@ -125,17 +128,25 @@ def test_fresh_host_plans_everything(tmp_path: Path) -> None:
     d = desired(tmp_path)
     f = facts()
     (image,) = plan_image(d, f, project=P, environment=E)
-    assert image.action == "build" and image.steps[0].effect.func is appops.build_image
-    assert image.steps[0].effect.keywords["tag"] == d.image
+    assert image.action == "build"
+    assert image.steps == (Step(f"build {d.image} on the host (2 context files)", EngineCall("image.build", params(
+        app="web", source=BuildSource.of(d.build), tag=d.image, labels=labels("web"), where="host", redact=()))),)
     (net,) = plan_networks([d.name], f, project=P, environment=E)
-    assert net.steps[0].effect.keywords["name"] == "shop-prod-web"
-    assert net.steps[0].effect.keywords["labels"]["dockyard.app"] == "web"
+    assert net.steps == (Step("create network shop-prod-web",
+                              EngineCall("network.create", params(name="shop-prod-web", labels=labels("web")))),)
     (vols,) = plan_volumes(d, f, project=P, environment=E)
-    assert vols.steps[0].effect.keywords["name"] == "shop-prod-web-data"
+    assert [s.op for s in vols.steps] == [EngineCall("volume.create", params(
+        name="shop-prod-web-data", labels=labels("web", **{"dockyard.volume": "data"})))]
     (ctr,) = plan_container(d, f)
     assert ctr.action == "create" and ctr.reason == "absent"
-    assert [s.effect.func for s in ctr.steps] == [appops.roll_out]
-    assert ctr.steps[0].effect.keywords["old"] == ()
+    cfg = d.container
+    assert [s.op for s in ctr.steps] == [Guarded(
+        (EngineCall("container.remove", params(id=cfg.name, ignore_errors=True)),
+         Argv(cfg.create_argv()),
+         EngineCall("container.start", params(id=cfg.name)),
+         Wait("container.healthy", params(container=cfg.name, health=cfg.health, label="web"), cfg.health.wait)),
+        (EngineCall("container.remove", params(id=cfg.name)),),
+        note="removed it, kept the old container (none)", logs_of=cfg.name)]
 
 
 def test_changed_source_rebuilds_and_replaces(tmp_path: Path) -> None:
@@ -146,10 +157,15 @@ def test_changed_source_rebuilds_and_replaces(tmp_path: Path) -> None:
     assert plan_image(new, f, project=P, environment=E)[0].action == "build"
     (ctr,) = plan_container(new, f)
     assert ctr.action == "replace" and "config hash differs" in ctr.reason
-    roll = ctr.steps[-1].effect
-    assert [c.id for c in roll.keywords["old"]] == ["c1"]
-    # same host port published by the old container: it has to stop first (the documented short gap)
-    assert roll.keywords["stop_first"] == ("c1",)
+    roll, remove_old = ctr.steps[-2].op, ctr.steps[-1].op
+    assert remove_old == EngineCall("container.remove", params(id="c1"))  # only after the new one is healthy
+    # same host port published by the old container: it has to stop first (the documented short gap) ...
+    start = roll.ops.index(EngineCall("container.start", params(id=new.container.name)))
+    assert roll.ops[start - 1] == EngineCall("container.stop", params(id="c1", timeout=10))
+    # ... so the undo is: remove the new one, start the one stopped for the port (what the plan said)
+    assert roll.on_failure == (EngineCall("container.remove", params(id=new.container.name)),
+                               EngineCall("container.start", params(id="c1")))
+    assert roll.note == f"removed it, kept the old container ({P}-{E}-web-{old.container.config_hash[:10]})"
     assert ctr.before is not None and old.container.config_hash[:12] in ctr.before
 
 
@@ -157,7 +173,10 @@ def test_no_port_overlap_keeps_old_running_until_new_is_healthy(tmp_path: Path) 
     old = desired(tmp_path, source="v1", publish=None)
     new = desired(tmp_path, source="v2", publish=None)
     (ctr,) = plan_container(new, facts([container_doc(old, port=None)]))
-    assert ctr.steps[-1].effect.keywords["stop_first"] == ()
+    roll = ctr.steps[-2].op
+    assert not [op for op in roll.ops if isinstance(op, EngineCall) and op.op == "container.stop"]
+    assert roll.on_failure == (EngineCall("container.remove", params(id=new.container.name)),)
+    assert ctr.steps[-1].op == EngineCall("container.remove", params(id="c1"))
 
 
 @pytest.mark.parametrize(
@@ -167,8 +186,12 @@ def test_same_hash_but_not_serving_is_replaced(tmp_path: Path, state: str, statu
     d = desired(tmp_path)
     (ctr,) = plan_container(d, facts([container_doc(d, state=state, status=status)]))
     assert ctr.action == "replace"
+    roll = ctr.steps[-1 if state == "exited" else -2].op
     if state == "exited":
-        assert ctr.steps[0].effect.func is appops.remove_container
+        assert ctr.steps[0].op == EngineCall("container.remove", params(id="c1"))
+    else:  # same name as the new one: renamed aside first (a name decided by the plan, not the clock)
+        name = d.container.name
+        assert roll.ops[0] == EngineCall("container.rename", params(id="c1", name=f"{name}-prev-c1"))
 
 
 def test_stale_leftover_beside_current_is_removed(tmp_path: Path) -> None:
@@ -183,15 +206,18 @@ def test_stale_leftover_beside_current_is_removed(tmp_path: Path) -> None:
         ),
     )
     assert ctr.action == "cleanup"
-    assert [s.effect.keywords["container_id"] for s in ctr.steps] == ["c0"]
+    assert [s.op for s in ctr.steps] == [EngineCall("container.remove", params(id="c0"))]
 
 
 def test_secrets_upload_env_file_before_start(tmp_path: Path) -> None:
     d = desired(tmp_path, secrets=["DB_PASSWORD"])
     (ctr,) = plan_container(d, facts())
-    funcs = [s.effect.func for s in ctr.steps]
-    assert funcs == [appops.upload_env_file, appops.roll_out]
-    assert ctr.steps[0].effect.keywords["path"] == "/var/lib/dockyard/shop-prod/web.env"
+    assert [s.op for s in ctr.steps[:3]] == [
+        Argv(("mkdir", "-p", "-m", "700", "/var/lib/dockyard/shop-prod")),
+        Argv(("chmod", "700", "/var/lib/dockyard/shop-prod")),
+        Upload("/var/lib/dockyard/shop-prod/web.env",
+               SecretFile(("DB_PASSWORD",), digest(repr(d.container.secret_digests).encode())), mode=0o600)]
+    assert isinstance(ctr.steps[3].op, Guarded) and ctr.steps[3].op.redact == ("DB_PASSWORD",)
 
 
 def test_other_environment_containers_are_not_ours(tmp_path: Path) -> None:
@@ -215,7 +241,9 @@ def test_keep_last_three_images(tmp_path: Path) -> None:
     # the container runs image 1 (the oldest): it must survive
     f = facts([container_doc(d, config_hash="e" * 64, image_id="sha256:1")], images)
     (prune,) = plan_image_prune(d, f)
-    removed = [s.effect.keywords["image_id"] for s in prune.steps]
+    removed = [s.op.get("image_id") for s in prune.steps]
+    tag3 = image_tag(P, "web", f"{3:064x}")
+    assert prune.steps[0].op == EngineCall("image.remove", params(image_id="sha256:3", tags=(tag3,)))
     # d's image is about to be built: it takes one of the 3 slots, so 5 and 4 stay, 3 and 2 go, 1 is in use
     assert removed == ["sha256:3", "sha256:2"]
 
@@ -226,7 +254,7 @@ def test_keep_last_three_when_current_exists(tmp_path: Path) -> None:
     images.append(image_doc("web", d.build_hash, iid="sha256:cur", created=0))
     f = facts([container_doc(d, image_id="sha256:cur")], images)
     (prune,) = plan_image_prune(d, f)
-    assert [s.effect.keywords["image_id"] for s in prune.steps] == ["sha256:2", "sha256:1"]
+    assert [s.op.get("image_id") for s in prune.steps] == ["sha256:2", "sha256:1"]
 
 
 def test_orphans_and_prune(tmp_path: Path) -> None:
@@ -234,13 +262,16 @@ def test_orphans_and_prune(tmp_path: Path) -> None:
     f = converged(d)
     assert orphans(["web"], f) == ["old"]
     (change,) = plan_prune("old", f, prune_volumes=False)
-    funcs = [s.effect.func for s in change.steps]
-    assert appops.remove_volume not in funcs
-    assert {appops.remove_container, appops.remove_network, appops.remove_image} <= set(funcs)
+    assert [s.op for s in change.steps] == [
+        EngineCall("container.remove", params(id="c1")),
+        EngineCall("network.remove", params(id="n1")),
+        EngineCall("image.remove", params(image_id="sha256:img1", tags=(d.image,)))]
     assert change.data["kept_volumes"] == ["shop-prod-old-data"]
     (change,) = plan_prune("old", f, prune_volumes=True, env_file="/var/lib/dockyard/shop-prod/old.env")
-    assert ("rm", "-f", "/var/lib/dockyard/shop-prod/old.env") in [s.argv for s in change.steps]
-    assert appops.remove_volume in [s.effect.func for s in change.steps if s.effect]
+    assert [s.op for s in change.steps][1:3] == [
+        Argv(("rm", "-f", "/var/lib/dockyard/shop-prod/old.env")),
+        EngineCall("network.remove", params(id="n1"))]
+    assert EngineCall("volume.remove", params(name="shop-prod-old-data")) in [s.op for s in change.steps]
 
 
 def test_parse_health() -> None:
@@ -258,28 +289,77 @@ def test_unlabelled_objects_are_ignored(tmp_path: Path) -> None:
     assert f.containers == () and f.networks == () and f.apps_seen == frozenset()
 
 
-def test_step_descriptions_carry_no_secret(tmp_path: Path) -> None:
-    from dataclasses import replace
+def test_no_secret_value_in_any_op_while_the_env_file_written_has_it(tmp_path: Path) -> None:
+    import json
 
-    from provision.commands.docker import env_file_content
+    from provision.appops import DeployContext
+    from provision.ops import render, to_json
     from provision.report import unified_diff
 
     secret = "pl4n-s3cret-7f2c"
+    source = FakeSecrets({"DB_PASSWORD": secret})
     d = desired(tmp_path, secrets=["DB_PASSWORD"])
-    # the value goes in the way deploy passes it: a thunk producing the env file (read at upload time)
-    d = replace(d, env_file=lambda: env_file_content({"DB_PASSWORD": secret}))
+    d = replace(d, container=replace(d.container, secret_digests=(("DB_PASSWORD", source.digest("DB_PASSWORD")),)))
     old = container_doc(desired(tmp_path, source="v0", secrets=["DB_PASSWORD"]))
     changes = plan_container(d, facts([old])) + plan_image(d, facts(), project=P, environment=E)
-    upload = next(s for c in changes for s in c.steps if s.effect and s.effect.func is appops.upload_env_file)
-    assert secret.encode() in upload.effect.keywords["content"]()  # it IS where it must be
+    steps = [s for c in changes for s in c.steps]
     text = "\n".join(
-        [s.description for c in changes for s in c.steps]
-        + [repr(s.argv) + repr(s.stdin) for c in changes for s in c.steps]
+        [s.description + repr(s) + render(s.op) + json.dumps(to_json(s.op)) for s in steps]
+        + [json.dumps(c.to_json()) for c in changes]
         + [(c.after or "") + (c.before or "") + repr(c.data) + c.reason for c in changes]
         + [unified_diff(c.target, c.before, c.after) for c in changes]
     )
     assert "upload env file" in text and "DB_PASSWORD" in text
     assert secret not in text
+    [upload] = [s.op for s in steps if isinstance(s.op, Upload)]
+    remote = FakeFiles()
+    DeployContext(remote=remote, secrets=source).execute(upload)
+    assert remote.files == {"/var/lib/dockyard/shop-prod/web.env": (f"DB_PASSWORD={secret}\n".encode(), 0o600)}
+    # a changed secret value changes the op (and the config hash), never showing the value
+    other = FakeSecrets({"DB_PASSWORD": secret + "2"})
+    d2 = replace(d, container=replace(d.container, secret_digests=(("DB_PASSWORD", other.digest("DB_PASSWORD")),)))
+    assert env_upload(d2) != env_upload(d)
+
+
+def env_upload(d: DesiredApp) -> Upload:
+    return next(s.op for c in plan_container(d, facts()) for s in c.steps if isinstance(s.op, Upload))
+
+
+class FakeSecrets:
+    """A SecretSource's read side: value and digest by name."""
+
+    def __init__(self, values: dict[str, str]) -> None:
+        self.values = values
+
+    def value(self, name: str) -> str:
+        return self.values[name]
+
+    def digest(self, name: str) -> str:
+        return hashlib.sha256(self.values[name].encode()).hexdigest()
+
+
+class FakeFiles:
+    """The Remote's upload side only."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, tuple[bytes, int]] = {}
+
+    def put_file(self, path: str, content: bytes, mode: int = 0o644, owner=None, sudo: bool = False) -> None:
+        self.files[path] = (content, mode)
+
+
+def test_plans_for_equal_inputs_are_equal_and_one_parameter_makes_them_unequal(tmp_path: Path) -> None:
+    d = desired(tmp_path, publish=None)
+    f = facts()
+    assert plan_container(d, f) == plan_container(d, f)
+    assert plan_image(d, f, project=P, environment=E) == plan_image(d, f, project=P, environment=E)
+    # the same app published on another port: same steps, same descriptions, one op parameter differs
+    e = replace(d, container=replace(d.container, publish=("127.0.0.1", 18081)))
+    assert [s.description.split(" from ")[1] for c in plan_container(e, f) for s in c.steps] == \
+        [s.description.split(" from ")[1] for c in plan_container(d, f) for s in c.steps]
+    assert plan_container(e, f) != plan_container(d, f)
+    assert plan_networks(["web"], f, project=P, environment=E) != plan_networks(["web"], f, project=P,
+                                                                                environment="staging")
 
 
 def test_ship_bases_only_what_the_host_lacks() -> None:
@@ -288,16 +368,15 @@ def test_ship_bases_only_what_the_host_lacks() -> None:
     local = {"base:1": "sha256:a", "py:1": "sha256:b"}
     assert plan_ship_bases(["base:1", "py:1"], local, {"base:1": "sha256:a", "py:1": "sha256:b"}) == []
     (change,) = plan_ship_bases(["base:1", "py:1"], local, {"base:1": "sha256:a", "py:1": None})
-    assert change.steps[0].effect.func is appops.ship_images
-    assert change.steps[0].effect.keywords["refs"] == ("py:1",)
+    assert change.steps[0].op == EngineCall("image.ship", params(refs=("py:1",)))
 
 
 def test_build_local_builds_here_and_ships(tmp_path: Path) -> None:
-    from dataclasses import replace
-
     d = replace(desired(tmp_path), build_where="local")
     (change,) = plan_image(d, facts(), project=P, environment=E)
-    assert change.steps[0].effect.func is appops.build_local_and_ship
+    assert [s.op.op for s in change.steps] == ["image.build", "image.ship"]
+    assert change.steps[0].op.get("where") == "local"
+    assert change.steps[1].op == EngineCall("image.ship", params(app="web", refs=(d.image,)))
     assert "on this machine" in change.steps[0].description
 
 

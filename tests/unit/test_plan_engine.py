@@ -7,10 +7,11 @@ import json
 
 import pytest
 
-from provision.changes import Status
+from provision.changes import Status, Step
 from provision.commands import engine as cmd
 from provision.errors import InputError, StepFailed
-from provision.facts.engine import facts_script, parse_engine_facts
+from provision.facts.engine import DAEMON_JSON, facts_script, parse_engine_facts
+from provision.ops import Argv, Reconnect, Upload, Wait
 from provision.plan.engine import (
     RESTART,
     EngineDesired,
@@ -167,12 +168,26 @@ def test_fresh_debian_host_gets_everything_in_order():
     assert argvs(t["init script"]) == [cmd.init_relax_ulimits()]
     assert argvs(t["docker service"]) == [cmd.init_enable(), cmd.init_start()]
     assert descriptions(t["docker service"])[-1].startswith("wait until the engine answers")
-    group = descriptions(t["docker group"])
-    assert group[:2] == ["groupadd -f docker", "add deploy to the docker group"]
-    assert "reconnect" in group[2]
-    [ps] = [s for c in t["docker group"].changes for s in c.steps if s.argv == cmd.docker_ps()]
-    assert ps.sudo is False  # proves the group works for the SSH user in this run
-    assert all(s.sudo for c in t["docker engine"].changes for s in c.steps)
+    [group] = t["docker group"].changes
+    assert group.steps == (  # the last one, without sudo, proves the group works for the SSH user in this run
+        Step("groupadd -f docker", Argv(cmd.groupadd_docker(), sudo=True)),
+        Step("add deploy to the docker group", Argv(cmd.add_to_group("deploy"), sudo=True)),
+        Step("reconnect so the new group applies to this session", Reconnect()),
+        Step("docker ps as deploy, without sudo", Argv(cmd.docker_ps(), sudo=False)))
+    assert all(s.op.sudo for c in t["docker engine"].changes for s in c.steps)
+    assert t["docker service"].changes[0].steps[-1].op == Wait("engine.answers", timeout=60.0)
+    assert dj.steps[-1].op == Upload(DAEMON_JSON, DEFAULT_JSON.encode(), mode=0o644, owner="root:root", sudo=True)
+
+
+def test_plans_differing_only_in_an_op_parameter_compare_unequal():
+    facts = parse_engine_facts(DEBIAN_FRESH)
+    assert plan_engine(desired(), facts) == plan_engine(desired(), facts)
+    one = plan_engine(desired(), facts)[0].changes
+    other = plan_engine(desired(render_daemon_json(EngineSpec(daemon={"debug": True}))), facts)[0].changes
+    assert [c.steps[0] for c in one] == [c.steps[0] for c in other]  # the mkdir is the same
+    assert one[0].steps[1].description == other[0].steps[1].description
+    assert one[0].steps[1] != other[0].steps[1]  # only the uploaded content differs
+    assert plan_restart(facts, wait=5) != plan_restart(facts, wait=6)
 
 
 def test_configured_host_is_all_ok():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ from provision.facts.aws import (
     parse_security_group,
     read_local_key,
 )
+from provision.ops import Ec2Call, Wait, thaw
+from provision.ops import params as kw
 from provision.plan.host import (
     client_tokens,
     desired_from_playbook,
@@ -33,35 +36,58 @@ from provision.plan.host import (
     plan_teardown,
     run_instance_params,
 )
+from provision.providers.aws_context import AwsContext
 from provision.spec import Playbook
 
 pytestmark = pytest.mark.unit
 
 TAGS = [{"Key": "dockyard:project", "Value": "shop"}, {"Key": "dockyard:environment", "Value": "staging"},
         {"Key": "Name", "Value": "shop-staging"}]
+START = Ec2Call("instance.start", kw(instance_id="i-0abc"))
+RUNNING = Wait("instance.running", kw(ids=("i-0abc",)), timeout=600.0)
+STOPPED = Wait("instance.stopped", kw(ids=("i-0abc",)), timeout=600.0)
 IMAGE = AmiFact(id="ami-0123456789abcdef0", root_device_name="/dev/sda1", architecture="x86_64")
 
 
-class FakeCtx:
-    """Records the effects' calls; plays the part of provision.providers.aws.AwsContext."""
+class FakeEc2:
+    """The boto3 EC2 client calls a fresh provision makes, exactly those; records them."""
 
     def __init__(self) -> None:
-        self.calls: list[tuple[str, tuple[Any, ...]]] = []
-        self.security_group_id = "sg-new"
-        self.instance_id = "i-new"
+        self.calls: list[tuple[str, dict[str, Any]]] = []
 
-    def __getattr__(self, name: str) -> Any:
-        def record(*args: Any) -> None:
-            self.calls.append((name, args))
-        return record
+    def import_key_pair(self, **kw: Any) -> None:
+        self.calls.append(("import_key_pair", kw))
+
+    def create_security_group(self, **kw: Any) -> dict[str, Any]:
+        self.calls.append(("create_security_group", kw))
+        return {"GroupId": "sg-new"}
+
+    def authorize_security_group_ingress(self, **kw: Any) -> None:
+        self.calls.append(("authorize_security_group_ingress", kw))
+
+    def run_instances(self, **kw: Any) -> dict[str, Any]:
+        self.calls.append(("run_instances", kw))
+        return {"Instances": [{**_instance("pending"), "InstanceId": "i-new"}]}
+
+    def get_waiter(self, name: str) -> Any:
+        calls = self.calls
+
+        class Waiter:
+            def wait(self, **kw: Any) -> None:
+                calls.append((name, kw))
+        return Waiter()
 
 
-def apply(changes) -> FakeCtx:
-    ctx = FakeCtx()
-    for change in changes:
-        for step in change.steps:
-            step.effect(ctx)
-    return ctx
+def ops(changes) -> list[Any]:
+    return [step.op for change in changes for step in change.steps]
+
+
+def apply(changes) -> FakeEc2:
+    ec2 = FakeEc2()
+    ctx = AwsContext(ec2, "eu-west-1", delay=0.01, max_wait=0.05)
+    for op in ops(changes):
+        ctx.execute(op)
+    return ec2
 
 
 def _pub(tmp_path: Path, kind: str = "ed25519") -> Path:
@@ -125,22 +151,35 @@ def test_fresh_environment_creates_key_group_rules_and_instance_in_order(desired
     assert [(c.target, c.action) for c in changes] == [
         ("aws:key-pair", "create"), ("aws:security-group", "create"), ("aws:security-group:rules", "update"),
         ("aws:instance", "create")]
-    ctx = apply(changes)
-    names = [name for name, _ in ctx.calls]
-    assert names == ["import_key_pair", "create_security_group", "authorize_ingress", "run_instance",
-                     "wait_running"]
-    key_name, material, key_tags = ctx.calls[0][1]
-    assert key_name == "dockyard-shop-staging" and material.startswith("ssh-ed25519 ")
+    steps = ops(changes)
+    assert steps[:2] == [
+        Ec2Call("key_pair.import", kw(name="dockyard-shop-staging", material=desired.key.material,
+                                          tags=desired.tags)),
+        Ec2Call("security_group.create", kw(name="dockyard-shop-staging", description="dockyard host shop/staging",
+                                                vpc_id="vpc-1", tags=desired.tags))]
+    assert steps[2].refs == steps[3].refs == (("group_id", "security_group_id"),)  # the group made by step 2
+    assert steps[4] == Wait("instance.running", timeout=600.0, refs=(("ids", "instance_id"),))
+    # the EC2 executor resolves the refs from what it created
+    ec2 = apply(changes)
+    names = [name for name, _ in ec2.calls]
+    assert names == ["import_key_pair", "create_security_group", "authorize_security_group_ingress",
+                     "run_instances", "instance_running"]
+    key = ec2.calls[0][1]
+    assert key["KeyName"] == "dockyard-shop-staging" and key["PublicKeyMaterial"].startswith(b"ssh-ed25519 ")
+    key_tags = {t["Key"]: t["Value"] for t in key["TagSpecifications"][0]["Tags"]}
     assert key_tags["dockyard:project"] == "shop" and key_tags["team"] == "web"
-    group_id, perms = ctx.calls[2][1]
-    assert group_id is None  # the context's freshly created group is used
+    group_id, perms = ec2.calls[2][1]["GroupId"], ec2.calls[2][1]["IpPermissions"]
+    assert group_id == "sg-new"  # the freshly created group
     ssh = {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "203.0.113.7/32"}]}
     assert ssh in perms
     assert not any(p["FromPort"] == 22 and "Ipv6Ranges" in p for p in perms)
     https6 = {"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443, "Ipv6Ranges": [{"CidrIpv6": "::/0"}]}
     assert https6 in perms
     assert len(perms) == 5
-    params, tokens = ctx.calls[3][1]
+    run = ec2.calls[3][1]
+    tokens = [run.pop("ClientToken")]
+    assert ec2.calls[4][1]["InstanceIds"] == ["i-new"]
+    params = run
     assert params["SecurityGroupIds"] == ["sg-new"]
     assert params["MetadataOptions"]["HttpTokens"] == "required"
     assert params["MetadataOptions"]["HttpPutResponseHopLimit"] == 1  # containers cannot reach IMDS
@@ -153,7 +192,7 @@ def test_fresh_environment_creates_key_group_rules_and_instance_in_order(desired
         assert tags["dockyard:project"] == "shop" and tags["dockyard:environment"] == "staging"
         assert tags["Name"] == "shop-staging" and tags["team"] == "web"
     assert params["KeyName"] == "dockyard-shop-staging" and params["ImageId"] == IMAGE.id
-    assert tokens == client_tokens("shop", "staging", "sg-new", ())
+    assert tokens == client_tokens("shop", "staging", "sg-new", ())[:1]
 
 
 def test_converged_environment_plans_nothing(desired) -> None:
@@ -167,9 +206,10 @@ def test_rules_converge_missing_added_stale_removed(desired) -> None:
              {"IpProtocol": "-1", "UserIdGroupPairs": [{"GroupId": "sg-other"}]}]
     changes = plan_host(desired, _facts(desired, instances=[_instance()], sg=_sg(rules)))
     assert [c.target for c in changes] == ["aws:security-group:rules"]
-    ctx = apply(changes)
-    (op1, (gid1, added)), (op2, (gid2, removed)) = ctx.calls
-    assert (op1, gid1, op2, gid2) == ("authorize_ingress", "sg-0aa", "revoke_ingress", "sg-0aa")
+    add, remove = ops(changes)
+    assert (add.op, add.get("group_id"), add.refs) == ("security_group.authorize", "sg-0aa", ())
+    assert (remove.op, remove.get("group_id"), remove.refs) == ("security_group.revoke", "sg-0aa", ())
+    added, removed = thaw(add.get("perms")), thaw(remove.get("perms"))
     assert sorted(p["FromPort"] for p in added) == [443, 443]
     open_ssh = {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}
     assert open_ssh in removed
@@ -182,9 +222,10 @@ def test_rules_converge_missing_added_stale_removed(desired) -> None:
 def test_stopped_host_is_started_and_stopping_host_waited_for_first(desired) -> None:
     changes = plan_host(desired, _facts(desired, instances=[_instance("stopped")], sg=_sg(CONVERGED_RULES)))
     assert [(c.target, c.action) for c in changes] == [("aws:instance", "start")]
-    assert [n for n, _ in apply(changes).calls] == ["start_instance", "wait_running"]
+    start, running = START, RUNNING
+    assert ops(changes) == [start, running]
     changes = plan_host(desired, _facts(desired, instances=[_instance("stopping")], sg=_sg(CONVERGED_RULES)))
-    assert [n for n, _ in apply(changes).calls] == ["wait_stopped", "start_instance", "wait_running"]
+    assert ops(changes) == [STOPPED, start, running]
 
 
 def test_instance_type_drift_is_a_resize_change_that_stops_modifies_and_starts(desired) -> None:
@@ -192,23 +233,23 @@ def test_instance_type_drift_is_a_resize_change_that_stops_modifies_and_starts(d
                                         sg=_sg(CONVERGED_RULES)))
     assert [(c.target, c.action) for c in changes] == [("aws:instance:type", "resize")]
     assert changes[0].data == {"flag": "--resize"}
-    calls = apply(changes).calls
-    assert calls == [("stop_instance", ("i-0abc",)), ("wait_stopped", ("i-0abc",)),
-                     ("modify_instance_type", ("i-0abc", "t3.small")), ("start_instance", ("i-0abc",)),
-                     ("wait_running", ("i-0abc",))]
+    assert ops(changes) == [Ec2Call("instance.stop", kw(instance_id="i-0abc")), STOPPED,
+                            Ec2Call("instance.modify_type", kw(instance_id="i-0abc", instance_type="t3.small")),
+                            START, RUNNING]
 
 
 def test_resize_of_a_stopped_host_modifies_before_the_start(desired) -> None:
     changes = plan_host(desired, _facts(desired, instances=[_instance("stopped", itype="t3.micro")],
                                         sg=_sg(CONVERGED_RULES)))
     assert [c.target for c in changes] == ["aws:instance:type", "aws:instance"]
-    assert [n for n, _ in apply(changes).calls] == ["modify_instance_type", "start_instance", "wait_running"]
+    assert ops(changes) == [Ec2Call("instance.modify_type", kw(instance_id="i-0abc", instance_type="t3.small")),
+                            START, RUNNING]
 
 
 def test_missing_group_on_existing_instance_is_attached(desired) -> None:
     changes = plan_host(desired, _facts(desired, instances=[_instance(groups=("sg-default",))],
                                         sg=_sg(CONVERGED_RULES)))
-    assert apply(changes).calls == [("set_instance_groups", ("i-0abc", ["sg-default", "sg-0aa"]))]
+    assert ops(changes) == [Ec2Call("instance.groups", kw(instance_id="i-0abc", groups=["sg-default", "sg-0aa"]))]
 
 
 def test_key_pair_with_another_fingerprint_is_an_error_never_an_overwrite(desired) -> None:
@@ -273,7 +314,7 @@ def test_imds_hop_limit_defaults_to_1_and_converges_on_existing_hosts(tmp_path: 
     old = {**_instance(), "MetadataOptions": {"HttpTokens": "required", "HttpPutResponseHopLimit": 2}}
     changes = plan_host(d1, _facts(d1, instances=[old], sg=_sg(CONVERGED_RULES)))
     assert [(c.target, c.action) for c in changes] == [("aws:instance:metadata", "update")]
-    assert apply(changes).calls == [("set_metadata_options", ("i-0abc", 1))]
+    assert ops(changes) == [Ec2Call("instance.metadata_options", kw(instance_id="i-0abc", hop_limit=1))]
     old["MetadataOptions"]["HttpPutResponseHopLimit"] = 1
     assert plan_host(d1, _facts(d1, instances=[old], sg=_sg(CONVERGED_RULES))) == []
 
@@ -299,9 +340,11 @@ def test_teardown_touches_only_what_carries_both_tags() -> None:
     changes = plan_teardown(facts, "shop", "staging")
     assert [(c.target, c.action) for c in changes] == [
         ("aws:instance", "delete"), ("aws:security-group", "delete"), ("aws:key-pair", "delete")]
-    assert apply(changes).calls == [
-        ("terminate_instances", (["i-0abc"],)), ("wait_terminated", (["i-0abc", "i-dying"],)),
-        ("delete_security_group", ("sg-0aa",)), ("delete_key_pair", ("dockyard-shop-staging",))]
+    assert ops(changes) == [
+        Ec2Call("instance.terminate", kw(ids=["i-0abc"])),
+        Wait("instance.terminated", kw(ids=("i-0abc", "i-dying")), timeout=600.0),
+        Ec2Call("security_group.delete", kw(group_id="sg-0aa")),
+        Ec2Call("key_pair.delete", kw(name="dockyard-shop-staging"))]
     untagged_key = parse_key_pair({"KeyName": "dockyard-shop-staging", "KeyFingerprint": "x"})
     assert plan_teardown(TeardownFacts(key_pair=untagged_key), "shop", "staging") == []
 
@@ -363,3 +406,13 @@ def test_subnet_and_instance_profile_reach_run_instances(tmp_path: Path) -> None
     pb = _playbook(tmp_path, instance_profile=arn)
     params = run_instance_params(desired_from_playbook(pb, read_local_key(pb.key_file)), IMAGE, "sg-1")
     assert params["IamInstanceProfile"] == {"Arn": arn} and "SubnetId" not in params
+
+
+def test_host_plans_differing_only_in_an_op_parameter_compare_unequal(desired) -> None:
+    facts = _facts(desired, instances=[_instance(itype="t3.micro")], sg=_sg(CONVERGED_RULES))
+    assert plan_host(desired, facts) == plan_host(desired, facts)
+    bigger = dataclasses.replace(desired, instance_type="t3.medium")
+    one, other = plan_host(desired, facts), plan_host(bigger, facts)
+    assert [s.description.split(" to ")[0] for c in one for s in c.steps] == \
+        [s.description.split(" to ")[0] for c in other for s in c.steps]
+    assert one != other

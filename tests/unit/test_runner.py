@@ -10,6 +10,7 @@ from rich.console import Console
 
 from provision.changes import Change, Status, Step
 from provision.errors import StepFailed
+from provision.ops import Argv, EngineCall, Upload, params
 from provision.report import Reporter, to_json, unified_diff
 from provision.runner import Runner
 
@@ -54,24 +55,35 @@ def test_steps_applied_in_order_with_sudo_and_stdin():
     assert ctx.calls == [(("a",), True, None), (("b",), False, b"x")]
 
 
-def test_effect_steps_receive_the_context():
-    ctx = FakeCtx()
-    seen = []
+class ExecutingCtx(FakeCtx):
+    """A context with its own executor (deploy's, the EC2 one): the runner hands it every op."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.executed: list[object] = []
+
+    def execute(self, op) -> None:
+        self.executed.append(op)
+
+
+def test_ops_go_to_the_contexts_executor():
+    ctx = ExecutingCtx()
     r = Runner("h", ctx)
-    r.run_task("t", [Change("x", "create", "absent", (Step("effect", effect=seen.append),))])
-    assert seen == [ctx]
+    net = EngineCall("network.create", params(name="n"))
+    r.run_task("t", [Change("x", "create", "absent", (Step("net", net), Step("argv", argv=("x",))))])
+    assert ctx.executed == [net, Argv(("x",))] and ctx.calls == []
 
 
 def test_check_mode_reports_but_runs_nothing():
-    ctx, seen = FakeCtx(), []
+    ctx = ExecutingCtx()
     r = Runner("h", ctx, check=True)
     r.add_handler("restart", lambda: [change("svc", ("restart",))])
-    c = Change("x", "create", "absent", (Step("argv", argv=("x",)), Step("effect", effect=seen.append)),
+    c = Change("x", "create", "absent", (Step("argv", argv=("x",)), Step("net", EngineCall("network.create"))),
                notify=("restart",))
     assert r.run_task("t", [c]).status is Status.CHANGED
     [h] = r.flush_handlers()
     assert h.status is Status.CHANGED and h.task == "handler: restart"
-    assert ctx.calls == [] and seen == []
+    assert ctx.calls == [] and ctx.executed == []
 
 
 def test_failure_stops_the_host_and_carries_the_step_and_stderr():
@@ -154,6 +166,23 @@ def test_stdin_never_reported():
                                       (Step("upload env file", argv=("cat",), stdin=b"hunter2-secret"),))])
     out = buf.getvalue()
     assert "upload env file" in out and "hunter2" not in out
+    assert "$ cat < stdin (sha256:" in out  # -v shows exactly what would run; stdin only as its digest
+
+
+def test_check_verbose_shows_each_op_rendered():
+    from provision.ops import EngineCall, SecretFile, Upload, params
+
+    rep, buf = reporter()
+    rep.verbose = True
+    r = Runner("h", FakeCtx(), check=True, reporter=rep)
+    r.run_task("app web", [Change("app:web:container", "create", "absent", (
+        Step("apt", argv=("apt-get", "install", "docker.io"), sudo=True),
+        Step("env", Upload("/srv/web.env", SecretFile(("DB_PASSWORD",), "sha256:" + "a" * 64), mode=0o600)),
+        Step("net", EngineCall("network.create", params(name="shop-prod-web", labels={"dockyard.app": "web"})))))])
+    lines = [line.strip() for line in buf.getvalue().splitlines() if line.strip().startswith("$")]
+    assert lines == ["$ sudo apt-get install docker.io",
+                     "$ upload /srv/web.env (env file of secrets DB_PASSWORD, sha256:aaaaaaaaaaaa, mode 0600)",
+                     "$ engine network.create name=shop-prod-web labels={dockyard.app: web}"]
 
 
 def test_to_json_document():
@@ -165,7 +194,8 @@ def test_to_json_document():
     assert doc["ok"] is False and doc["changed"] == 1 and doc["failed"] == 1 and doc["command"] == "setup"
     [host] = doc["hosts"]
     assert [t["status"] for t in host["tasks"]] == ["changed", "failed"]
-    assert host["tasks"][0]["changes"][0]["steps"] == ["run a"]
+    assert host["tasks"][0]["changes"][0]["steps"] == [
+        {"description": "run a", "op": {"type": "argv", "argv": ["a"], "sudo": False}}]
 
 
 def test_unified_diff_of_new_file():
@@ -206,9 +236,11 @@ def test_a_remote_command_step_is_shown_while_it_runs_and_gone_after():
             seen.append([i.text for i in rep.board.running()])
             super().run(argv, sudo=sudo, stdin=stdin)
 
+        def put_file(self, path, content, mode=0o644, owner=None, sudo=False):
+            seen.append([i.text for i in rep.board.running()])
+
     r = Runner("web1", Ctx(), reporter=rep)
     r.run_task("install docker engine", [change("engine", ("apt-get", "install", "docker.io"))])
-    r.run_task("effect only", [Change("x", "create", "absent", (Step("call", effect=lambda ctx: seen.append(
-        [i.text for i in rep.board.running()])),))])
+    r.run_task("upload only", [Change("x", "create", "absent", (Step("write", Upload("/x", b"x")),))])
     assert seen == [["[web1] install docker engine: run apt-get install docker.io"], []]
     assert rep.board.running() == []
