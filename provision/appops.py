@@ -24,7 +24,7 @@ from provision.exec_ssh import SshExecutor
 from provision.ops import ENGINE_OPS, EngineCall, Guarded, Op, SecretFile, Wait
 from provision.progress import human_bytes
 from provision.secrets import make_redactor
-from provision.ship import ship
+from provision.ship import send
 
 if TYPE_CHECKING:
     from provision.build import BuildContext, BuildSource
@@ -141,7 +141,7 @@ def ship_images(ctx: DeployContext, *, refs: tuple[str, ...], app: str | None = 
     over SSH (docker save | docker load)."""
     what = f"{app}: shipping {', '.join(refs)} to the host" if app else f"shipping {', '.join(refs)} to the host"
     with ctx.progress(what) as progress:
-        ship(ctx.local_docker(), ctx.remote, list(refs), say=ctx.log, on_sent=_bytes_sent(progress, what))
+        send(ctx.local_docker(), ctx.remote, list(refs), say=ctx.log, on_sent=_bytes_sent(progress, what))
 
 
 def _bytes_sent(progress: Any, what: str) -> Callable[[int], None]:

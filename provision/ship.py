@@ -5,13 +5,14 @@ are written into the stdin of `docker load` on the host, over the host's one SSH
 `Remote.open_channel`, within its budget; nothing is buffered whole, nothing is written to disk on either
 side).
 
-Only images the host lacks are shipped: the image id (the config digest, which save/load preserves) is
-compared locally and on the host, so a second ship of the same image is a no-op. This is how a local
+Only images the host lacks are shipped, and that is decided once, by the plan: `plan_ship` compares the image
+id (the config digest, which save/load preserves) locally and on the host (deploy's `plan_ship_bases`), so a
+second deploy ships nothing; `send` streams exactly the refs it is given and checks the result. This is how a local
 sandbox's inner engine gets the base images the apps build FROM, and the first half of `build: local`
 (build on this machine, ship the result).
 
     plan_ship(refs, local_ids, remote_ids) -> list[str]          # pure: which refs to send
-    ship(client, remote, refs, *, sudo=False, say=None, on_sent=None) -> list[Shipped]
+    send(client, remote, refs, *, sudo=False, say=None, on_sent=None) -> list[Shipped]   # stream exactly refs
 """
 
 from __future__ import annotations
@@ -38,7 +39,6 @@ TAIL = 600
 class Shipped:
     ref: str
     image_id: str
-    shipped: bool  # False: the host already had this image id under this name
     size: int = 0  # bytes streamed (in one stream with the other refs shipped at the same time)
 
 
@@ -187,22 +187,20 @@ def stream_load(remote: Any, chunks: Iterable[bytes], *, sudo: bool = False, wha
     return sent
 
 
-def ship(client: Any, remote: Any, refs: Iterable[str], *, sudo: bool = False,
+def send(client: Any, remote: Any, refs: Iterable[str], *, sudo: bool = False,
          say: Callable[[str], None] | None = None, on_sent: Callable[[int], None] | None = None) -> list[Shipped]:
-    """Make the host's engine hold each ref with the same image id as the local engine."""
+    """Stream exactly `refs` (what the plan decided to ship: `plan_ship`, or an image just built locally) in one
+    `docker save | docker load`, then check the host holds each with this machine's image id."""
     refs = list(dict.fromkeys(refs))
+    if not refs:
+        return []
     mine = local_ids(client, refs)
-    theirs = remote_ids(remote, refs, sudo=sudo)
-    todo = plan_ship(refs, mine, theirs)
-    size = 0
-    if todo:
-        if say is not None:
-            say(f"shipping {', '.join(todo)} to {remote.target.label}")
-        size = stream_load(remote, _chunks(client, todo), sudo=sudo, what=", ".join(todo), on_sent=on_sent)
-    results = [Shipped(ref, mine[ref], ref in todo, size if ref in todo else 0) for ref in refs]
-    after = remote_ids(remote, todo, sudo=sudo)
-    wrong = [ref for ref in todo if after.get(ref) != mine[ref]]
+    if say is not None:
+        say(f"shipping {', '.join(refs)} to {remote.target.label}")
+    size = stream_load(remote, _chunks(client, refs), sudo=sudo, what=", ".join(refs), on_sent=on_sent)
+    after = remote_ids(remote, refs, sudo=sudo)
+    wrong = [ref for ref in refs if after.get(ref) != mine[ref]]
     if wrong:
         raise StepFailed(f"after `docker load`, the host's {', '.join(wrong)} still differ from this "
                          "machine's")
-    return results
+    return [Shipped(ref, mine[ref], size) for ref in refs]

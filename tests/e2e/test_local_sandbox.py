@@ -23,7 +23,7 @@ from provision.playbook import load_playbook
 from provision.providers import local
 from provision.remote import Remote, SshTarget
 from provision.report import Reporter
-from provision.ship import ship
+from provision.ship import local_ids, plan_ship, remote_ids, send
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]
 
@@ -147,18 +147,21 @@ def test_local_sandbox_provision_ssh_ship_reprovision_teardown(tmp_path: Path, u
                     break
                 time.sleep(1)
             local_id = _tiny_image(docker_client, tiny)
-            first = ship(docker_client, remote, [tiny], sudo=True)
-            assert [(s.ref, s.image_id, s.shipped) for s in first] == [(tiny, local_id, True)]
+            def missing(refs: list[str]) -> list[str]:  # what deploy's plan would ship
+                return plan_ship(refs, local_ids(docker_client, refs), remote_ids(remote, refs, sudo=True))
+
+            assert missing([tiny]) == [tiny]
+            first = send(docker_client, remote, [tiny], sudo=True)
+            assert [(s.ref, s.image_id) for s in first] == [(tiny, local_id)]
             assert first[0].size > 0
             inner = remote.run(["docker", "image", "inspect", "--format", "{{.Id}}", tiny], sudo=True)
             assert inner.stdout.strip() == local_id
-            second = ship(docker_client, remote, [tiny], sudo=True)
-            assert [(s.shipped, s.size) for s in second] == [(False, 0)]
-            # several images in one stream; only the missing one moves
+            assert missing([tiny]) == []  # shipped once: the plan sends nothing again
+            # several images in one stream; only the missing one is planned
             other_id = _tiny_image(docker_client, other)
-            both = ship(docker_client, remote, [tiny, other], sudo=True)
-            assert [(s.ref, s.image_id, s.shipped) for s in both] == [(tiny, local_id, False),
-                                                                      (other, other_id, True)]
+            assert missing([tiny, other]) == [other]
+            both = send(docker_client, remote, [tiny, other], sudo=True)  # one save stream of both refs
+            assert [(s.ref, s.image_id) for s in both] == [(tiny, local_id), (other, other_id)]
             ids = remote.run(["docker", "image", "inspect", "--format", "{{.Id}}", tiny, other], sudo=True)
             assert ids.stdout.split() == [local_id, other_id]
 
