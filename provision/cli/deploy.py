@@ -13,7 +13,6 @@ from __future__ import annotations
 import shlex
 import sys
 from dataclasses import asdict
-from typing import Any
 
 from invoke.context import Context
 from invoke.exceptions import Exit
@@ -21,7 +20,6 @@ from invoke.exceptions import Exit
 from provision.cli.common import dockyard_task, emit_json, load, options
 from provision.errors import EXIT_FAILED, InputError
 from provision.phases.deploy import deploy_host
-from provision.phases.host import remote_for
 
 __all__ = ["deploy", "exec_", "logs", "status"]
 
@@ -113,13 +111,12 @@ def status(
     # deferred: paramiko, pydantic, rich load when a command runs, not for `dockyard --help`
     from rich.console import Console
 
-    from provision.deploy import status as app_status
+    from provision.phases.inspect import status_rows
     from provision.report import print_table
 
     opts = options(ctx, env, playbook, json, verbose)
     pb = load(opts)
-    with remote_for(pb) as remote:
-        rows = app_status(pb, remote)
+    rows = status_rows(pb)
     if opts.json:
         emit_json({"command": "status", "environment": pb.environment, "apps": [asdict(r) for r in rows]})
         return
@@ -147,25 +144,18 @@ def logs(
 ) -> None:
     """Print an app's container logs (stdout and stderr)."""
     # deferred: paramiko, pydantic, rich load when a command runs, not for `dockyard --help`
-    from provision.deploy import find_container
+    from provision.phases.inspect import log_chunks
 
     opts = options(ctx, env, playbook, json, verbose)
     pb = load(opts)
     if not app:
         raise InputError.single("--app NAME is required", pb.source)
-    with remote_for(pb) as remote:
-        api = remote.docker(timeout=None).api  # the first client of this run: no read timeout (quiet logs)
-        cid = find_container(pb, remote, app, running=False)
-        tail: Any = n if n > 0 else "all"
-        if follow:
-            try:
-                for chunk in api.logs(cid, stream=True, follow=True, tail=tail):
-                    sys.stdout.write(chunk.decode("utf-8", "replace"))
-                    sys.stdout.flush()
-            except KeyboardInterrupt:
-                return
-        else:
-            sys.stdout.write(api.logs(cid, tail=tail).decode("utf-8", "replace"))
+    try:
+        for chunk in log_chunks(pb, app, lines=n, follow=follow):
+            sys.stdout.write(chunk.decode("utf-8", "replace"))
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        return
 
 
 def _exec_argv(ctx: Context, cmd: str) -> list[str]:
@@ -197,24 +187,13 @@ def exec_(
 ) -> None:
     """Run a command in an app's running container; exits with the command's exit code."""
     # deferred: paramiko, pydantic, rich load when a command runs, not for `dockyard --help`
-    from provision.deploy import find_container
+    from provision.phases.inspect import exec_in_app
 
     opts = options(ctx, env, playbook, json, verbose)
     pb = load(opts)
     argv = _exec_argv(ctx, cmd)
     if not app or not argv:
         raise InputError.single("usage: exec --app NAME -- CMD [ARG ...]", pb.source)
-    with remote_for(pb) as remote:
-        api = remote.docker(timeout=None).api  # the first client of this run: no read timeout (quiet logs)
-        cid = find_container(pb, remote, app)
-        exec_id = api.exec_create(cid, argv, stdout=True, stderr=True)["Id"]
-        for out, err in api.exec_start(exec_id, stream=True, demux=True):
-            if out:
-                sys.stdout.buffer.write(out)
-                sys.stdout.flush()
-            if err:
-                sys.stderr.buffer.write(err)
-                sys.stderr.flush()
-        code = api.exec_inspect(exec_id).get("ExitCode") or 0
+    code = exec_in_app(pb, app, argv, stdout=sys.stdout.buffer, stderr=sys.stderr.buffer)
     if code:
-        raise Exit(code=int(code))
+        raise Exit(code=code)

@@ -308,6 +308,7 @@ def test_status_command_piped_and_json(tmp_path: Path, monkeypatch: pytest.Monke
 
     import provision.cli.deploy as cli_deploy
     import provision.deploy as core
+    import provision.phases.inspect as phase
 
     (tmp_path / "web").mkdir()
     (tmp_path / "web" / "Dockerfile").write_text("FROM scratch\n")
@@ -317,8 +318,8 @@ def test_status_command_piped_and_json(tmp_path: Path, monkeypatch: pytest.Monke
                         "apps:\n  web: {dockerfile: Dockerfile, context: web, port: 8080, publish: 8082}\n")
     row = core.AppStatus("web", "shop-staging-web", "0123456789ab", "ba9876543210", "running", "healthy",
                          "0.0.0.0:8082->8080, 127.0.0.1:8443->8443", "2026-11-30 15:49:53", 197_000_000)
-    monkeypatch.setattr(cli_deploy, "remote_for", lambda pb, host=None: contextlib.nullcontext(None))
-    monkeypatch.setattr(core, "status", lambda pb, remote: [row])
+    monkeypatch.setattr(phase, "remote_for", lambda pb, host=None: contextlib.nullcontext(None))
+    monkeypatch.setattr(phase, "app_status", lambda pb, remote: [row])
 
     cli_deploy.status(Context(), playbook=str(playbook))
     lines = capsys.readouterr().out.splitlines()

@@ -1,0 +1,46 @@
+"""The read-and-run commands' host work: `status`, `logs`, `exec`. Each takes the Playbook and plain values,
+reaches the host over its one SSH connection, and hands what it reads to the caller (rows, or chunks written
+to the binary streams it is given); the CLI only parses options and prints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, BinaryIO
+
+from provision.deploy import AppStatus, find_container
+from provision.deploy import status as app_status
+from provision.phases.host import remote_for
+from provision.spec import Playbook
+
+
+def status_rows(pb: Playbook) -> list[AppStatus]:
+    with remote_for(pb) as remote:
+        return app_status(pb, remote)
+
+
+def log_chunks(pb: Playbook, app: str, *, lines: int, follow: bool) -> Iterator[bytes]:
+    """The app's container log (its newest container, running or not): the last `lines` (0 = all), then,
+    with `follow`, new output as it comes (until the container stops or the caller stops iterating)."""
+    with remote_for(pb) as remote:
+        api = remote.docker(timeout=None).api  # the first client of this run: no read timeout (quiet logs)
+        cid = find_container(pb, remote, app, running=False)
+        tail: Any = lines if lines > 0 else "all"
+        if follow:
+            yield from api.logs(cid, stream=True, follow=True, tail=tail)
+        else:
+            yield api.logs(cid, tail=tail)
+
+
+def exec_in_app(pb: Playbook, app: str, argv: list[str], *, stdout: BinaryIO, stderr: BinaryIO) -> int:
+    """Run `argv` in the app's running container, streaming its output; returns its exit code."""
+    with remote_for(pb) as remote:
+        api = remote.docker(timeout=None).api
+        cid = find_container(pb, remote, app)
+        exec_id = api.exec_create(cid, argv, stdout=True, stderr=True)["Id"]
+        for out, err in api.exec_start(exec_id, stream=True, demux=True):
+            for stream, data in ((stdout, out), (stderr, err)):
+                if data:
+                    stream.write(data)
+                    stream.flush()
+        return int(api.exec_inspect(exec_id).get("ExitCode") or 0)
