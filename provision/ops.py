@@ -37,20 +37,29 @@ PROBES = frozenset({"engine.answers", "container.healthy", "instance.running", "
 Params = tuple[tuple[str, Any], ...]
 
 
+class FrozenMap(tuple):  # type: ignore[type-arg]
+    """A frozen mapping: sorted (key, value) pairs. A tuple (hashable, equal to the same pairs as a plain tuple)
+    that remembers it was a mapping, so `thaw` gives a dict back without guessing from its shape."""
+
+    __slots__ = ()
+
+
 def freeze(value: Any) -> Any:
-    """dicts → sorted (key, value) tuples, lists → tuples, recursively: hashable and order-stable."""
+    """dicts → FrozenMap of sorted (key, value) pairs, lists → tuples, recursively: hashable, order-stable."""
+    if isinstance(value, FrozenMap):
+        return value
     if isinstance(value, Mapping):
-        return tuple((str(k), freeze(v)) for k, v in sorted(value.items()))
+        return FrozenMap((str(k), freeze(v)) for k, v in sorted(value.items()))
     if isinstance(value, list | tuple):
         return tuple(freeze(v) for v in value)
     return value
 
 
 def thaw(value: Any) -> Any:
-    """The inverse for boto3/Docker SDK arguments: (key, value) tuples → dicts, other tuples → lists."""
+    """The inverse for boto3/Docker SDK arguments: FrozenMaps → dicts (an empty one too), tuples → lists."""
+    if isinstance(value, FrozenMap):
+        return {k: thaw(v) for k, v in value}
     if isinstance(value, tuple):
-        if value and all(isinstance(v, tuple) and len(v) == 2 and isinstance(v[0], str) for v in value):
-            return {k: thaw(v) for k, v in value}
         return [thaw(v) for v in value]
     return value
 
