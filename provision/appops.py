@@ -21,7 +21,7 @@ from provision.channels import ConnectionLost, is_connection_loss
 from provision.commands.docker import LABEL_BUILD_HASH, env_file_content
 from provision.errors import StepFailed
 from provision.exec_ssh import SshExecutor
-from provision.ops import ENGINE_OPS, EngineCall, Guarded, Op, SecretFile, Wait
+from provision.ops import ENGINE_OPS, EngineCall, FrozenMap, Guarded, Op, SecretFile, Wait, thaw
 from provision.progress import human_bytes
 from provision.secrets import make_redactor
 from provision.ship import send
@@ -355,10 +355,8 @@ def run_guarded(ctx: DeployContext, guarded: Guarded) -> None:
 
 
 def thaw_param(value: Any) -> Any:
-    """Frozen label maps back to dicts for the SDK; other values (tuples, frozen dataclasses) as they are."""
-    if isinstance(value, tuple) and value and all(isinstance(v, tuple) and len(v) == 2 for v in value):
-        return dict(value)
-    return value
+    """Frozen maps (labels) back to dicts for the SDK; other values (tuples, frozen dataclasses) as they are."""
+    return thaw(value) if isinstance(value, FrozenMap) else value
 
 
 ENGINE_HANDLERS: dict[str, Callable[..., Any]] = {
