@@ -29,10 +29,12 @@ from provision.spec_base import (
     SpecError,
 )
 from provision.spec_host import EngineSpec, HostSpec, SshSpec
+from provision.spec_proxy import ProxySpec
 
 # The model's public names, wherever they are defined (spec_base, spec_host, spec_app): import them from here.
 __all__ = [
-    "LOGIN_NAME_RE", "NAME_RE", "AppSpec", "EngineSpec", "HealthcheckSpec", "HostSpec", "Playbook", "PublishSpec",
+    "LOGIN_NAME_RE", "NAME_RE", "AppSpec", "EngineSpec", "HealthcheckSpec", "HostSpec", "Playbook", "ProxySpec",
+    "PublishSpec",
     "SpecError", "SshSpec",
 ]
 
@@ -46,6 +48,7 @@ class Playbook(Frozen):
     ssh: SshSpec = Field(default_factory=SshSpec)
     engine: EngineSpec = Field(default_factory=EngineSpec)
     vars: dict[str, Any] = Field(default_factory=dict)
+    proxy: ProxySpec | None = None
     apps: dict[str, AppSpec] = Field(default_factory=dict)
 
     # Where it was loaded from: the playbook file and the directory app contexts are relative to.
@@ -79,7 +82,8 @@ class Playbook(Frozen):
             problems += _aws_exposure(self)
         if self.provider == "existing" and not self.host.address:
             problems.append((("host", "address"), "required for provider existing: the host's name or IP"))
-        seen: list[tuple[PublishSpec, str]] = []
+        problems += _proxy_checks(self)
+        seen: list[tuple[PublishSpec, str]] = [(b, "the proxy") for b in (self.proxy.bindings if self.proxy else ())]
         for name, app in self.apps.items():
             for i, other in enumerate(app.reach):
                 if other == name:
@@ -92,12 +96,11 @@ class Playbook(Frozen):
                 continue
             for pub, owner in seen:
                 if pub.overlaps(app.publish):
+                    overlap = f" ({pub} overlaps {app.publish})" if str(pub) != str(app.publish) else ""
                     problems.append((("apps", name, "publish"),
-                                     f"host port {app.publish.host_port} is already published by app "
-                                     f"{owner!r}" + (f" ({pub} overlaps {app.publish})"
-                                                     if str(pub) != str(app.publish) else "")))
+                                     f"host port {app.publish.host_port} is already published by {owner}{overlap}"))
                     break
-            seen.append((app.publish, name))
+            seen.append((app.publish, f"app {name!r}"))
         if problems:
             raise SpecError(problems)
         return self
@@ -128,6 +131,22 @@ class Playbook(Frozen):
 
     def app_context(self, name: str) -> Path:
         return (self.base_dir / self.apps[name].context).resolve()
+
+
+def _proxy_checks(pb: Playbook) -> list[tuple[tuple[PathPart, ...], str]]:
+    """`domains` need a `proxy:`; a host name belongs to one app."""
+    problems: list[tuple[tuple[PathPart, ...], str]] = []
+    owners: dict[str, str] = {}
+    for name, app in pb.apps.items():
+        if app.domains and pb.proxy is None:
+            problems.append((("apps", name, "domains"), "`domains` are served by the front proxy: add a `proxy:` "
+                                                        "section (e.g. `proxy: {tls: internal}`)"))
+        for i, domain in enumerate(app.domains):
+            if domain in owners:
+                problems.append((("apps", name, "domains", i), f"{domain!r} is already a domain of app "
+                                                               f"{owners[domain]!r}"))
+            owners.setdefault(domain, name)
+    return problems
 
 
 def _aws_exposure(pb: Playbook) -> list[tuple[tuple[PathPart, ...], str]]:

@@ -32,6 +32,17 @@ from provision.spec_base import (
 )
 from provision.units import parse_port
 
+_HOST_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+DOMAIN_RE = rf"{_HOST_LABEL}(?:\.{_HOST_LABEL})+"  # at least two labels, no wildcard (ACME needs DNS for those)
+
+
+def check_domain(value: str) -> str | None:
+    """Why `value` is not a host name the proxy can route, or None."""
+    if len(value) > 253 or not re.fullmatch(DOMAIN_RE, value):
+        return (f"{value!r} is not a host name (lowercase letters, digits and '-' in dot-separated labels, "
+                "e.g. docs.example.com; no scheme, port or path)")
+    return None
+
 
 class HealthcheckSpec(Frozen):
     http: str | None = None  # path, e.g. /healthz, probed on the app's `port` inside the container
@@ -144,6 +155,8 @@ class AppSpec(Frozen):
     restart: Literal["no", "always", "unless-stopped", "on-failure"] = "unless-stopped"
     reach: tuple[str, ...] = ()  # other apps of this playbook this app may connect to
     read_only: bool | None = None  # default: whatever the template says it supports
+    domains: tuple[str, ...] = ()  # host names the front proxy routes to this app (needs `proxy:`)
+    drain: Duration = 30.0  # after a switch, how long requests in flight to the old container may run
 
     @field_validator("command", mode="before")
     @classmethod
@@ -194,6 +207,28 @@ class AppSpec(Frozen):
                 problems.append(((i,), f"secret {name!r} is listed twice"))
         if problems:
             raise SpecError(problems)
+        return v
+
+    @field_validator("domains", mode="before")
+    @classmethod
+    def _domains(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = [v]
+        if isinstance(v, list | tuple):
+            problems: list[tuple[tuple[PathPart, ...], str]] = []
+            seen: list[str] = []
+            for i, domain in enumerate(v):
+                if not isinstance(domain, str):
+                    problems.append(((i,), "expected a host name like docs.example.com"))
+                    continue
+                why = check_domain(domain)
+                if why:
+                    problems.append(((i,), why))
+                elif domain in seen:
+                    problems.append(((i,), f"{domain!r} is listed twice"))
+                seen.append(domain)
+            if problems:
+                raise SpecError(problems)
         return v
 
     @field_validator("env")
@@ -268,6 +303,12 @@ class AppSpec(Frozen):
             problems.append((("publish",), "`publish` needs `port` (the container port to publish)"))
         if self.healthcheck is not None and self.healthcheck.http is not None and self.port is None:
             problems.append((("healthcheck", "http"), "an `http` health check needs the app's `port`"))
+        if self.domains and self.port is None:
+            problems.append((("domains",), "`domains` needs `port` (the container port the proxy sends "
+                                           "requests to)"))
+        if self.domains and self.publish is not None:
+            problems.append((("publish",), "an app with `domains` is reached through the proxy; drop `publish` "
+                                           "(or `domains`)"))
         for i, name in enumerate(self.secrets):
             if name in self.env:
                 problems.append((("secrets", i), f"{name!r} is both in `env` and `secrets`"))

@@ -32,6 +32,10 @@ LABEL_CONFIG_HASH = "dockyard.config-hash"
 LABEL_BUILD_HASH = "dockyard.build-hash"
 LABEL_VOLUME = "dockyard.volume"
 LABEL_CONFIG = "dockyard.config"  # the secret-free describe() text: the "before" of the next --diff
+LABEL_ROLE = "dockyard.role"  # "proxy": the front proxy's objects; "candidate": a published app's trial run
+LABEL_DOMAINS = "dockyard.domains"  # on an app's container: the host names routed to it (comma-separated)
+LABEL_PORT = "dockyard.port"  # on an app's container: the port the proxy sends requests to
+ROLE_CANDIDATE = "candidate"
 
 
 def scope(project: str, environment: str) -> str:
@@ -97,42 +101,54 @@ def one_line(value: str) -> str:
 # --- health ------------------------------------------------------------------------------------------------
 
 _PY = (
-    "import sys,urllib.request as u\ntry:\n"
-    " u.build_opener(u.ProxyHandler({})).open(sys.argv[1],timeout=float(sys.argv[2])).read(1)\n"
-    "except Exception as e:\n print(e)\n sys.exit(1)"
+    "import sys,urllib.request as u,urllib.error as e\n"
+    "class N(u.HTTPRedirectHandler):\n redirect_request=lambda *a:None\n"
+    "r=u.Request(sys.argv[1])\nif sys.argv[3]: r.add_header('Host',sys.argv[3])\n"
+    "try:\n c=u.build_opener(u.ProxyHandler({}),N).open(r,timeout=float(sys.argv[2])).status\n"
+    "except e.HTTPError as x:\n c=x.code\n"
+    "except Exception as x:\n print(x)\n sys.exit(1)\n"
+    "print(c)\nsys.exit(0 if 200<=c<int(sys.argv[4]) else 1)"
 )
 _NODE = (
-    "const r=require('http').get(process.argv[1],s=>process.exit(s.statusCode<400?0:1));"
-    "r.setTimeout(parseFloat(process.argv[2])*1000,()=>process.exit(1));r.on('error',()=>process.exit(1))"
+    "const a=process.argv,h=a[3]?{Host:a[3]}:{};"
+    "const r=require('http').get(a[1],{headers:h},s=>process.exit(s.statusCode>=200&&s.statusCode<+a[4]?0:1));"
+    "r.setTimeout(parseFloat(a[2])*1000,()=>process.exit(1));r.on('error',()=>process.exit(1))"
 )
 _PERL = (
     'use IO::Socket::INET;my $s=IO::Socket::INET->new(PeerAddr=>"127.0.0.1",PeerPort=>$ARGV[0],'
-    'Timeout=>$ARGV[2]) or exit 1;print $s "GET $ARGV[1] HTTP/1.0\\r\\nHost: localhost\\r\\n\\r\\n";'
-    "my $l=<$s>;exit((defined $l && $l=~m{^HTTP/\\S+ [23]\\d\\d})?0:1)"
+    'Timeout=>$ARGV[2]) or exit 1;my $h=$ARGV[3]||"localhost";'
+    'print $s "GET $ARGV[1] HTTP/1.0\\r\\nHost: $h\\r\\n\\r\\n";'
+    "my $l=<$s>;exit((defined $l && $l=~m{^HTTP/\\S+ (\\d\\d\\d)} && $1>=200 && $1<$ARGV[4])?0:1)"
 )
 
 
-def http_probe(port: int, path: str, timeout: float) -> str:
-    """A POSIX sh command that succeeds when GET http://127.0.0.1:PORT/PATH answers 2xx/3xx.
+def http_probe(port: int, path: str, timeout: float, *, host: str = "", ok_below: int = 400) -> str:
+    """A POSIX sh command that succeeds when GET http://127.0.0.1:PORT/PATH (with `Host: host` when given)
+    answers with a status in 200..ok_below-1 (redirects are not followed: a 3xx counts as an answer).
 
-    (Debian's busybox 1.35 wget segfaults with -T: the engine's health timeout bounds it instead.)"""
+    (Debian's busybox 1.35 wget segfaults with -T: the engine's health timeout bounds it instead. wget and
+    busybox wget fail on any 4xx, so with them only 2xx/3xx pass.)"""
     url = f"http://127.0.0.1:{port}{path}"
     t = f"{max(timeout, 1.0):g}"
     q = shlex.quote
+    header = f" --header {q('Host: ' + host)}" if host else ""
+    curl_header = f" -H {q('Host: ' + host)}" if host else ""
+    bash_host = host or "localhost"
     return (
         "unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY; "
-        f"if command -v python3 >/dev/null 2>&1; then python3 -c {q(_PY)} {q(url)} {t}; "
-        f"elif command -v node >/dev/null 2>&1; then node -e {q(_NODE)} {q(url)} {t}; "
-        f"elif command -v curl >/dev/null 2>&1; then curl -fsS -o /dev/null -m {t} {q(url)}; "
-        f"elif command -v wget >/dev/null 2>&1; then wget -q -O /dev/null -T {t} {q(url)}; "
-        f"elif command -v busybox >/dev/null 2>&1; then busybox wget -q -O /dev/null {q(url)}; "
-        f"elif command -v perl >/dev/null 2>&1; then perl -e {q(_PERL)} {port} {q(path)} {t}; "
+        f"if command -v python3 >/dev/null 2>&1; then python3 -c {q(_PY)} {q(url)} {t} {q(host)} {ok_below}; "
+        f"elif command -v node >/dev/null 2>&1; then node -e {q(_NODE)} {q(url)} {t} {q(host)} {ok_below}; "
+        f"elif command -v curl >/dev/null 2>&1; then c=$(curl -sS -o /dev/null -w '%{{http_code}}' -m {t}"
+        f"{curl_header} {q(url)}) && [ \"$c\" -ge 200 ] && [ \"$c\" -lt {ok_below} ]; "
+        f"elif command -v wget >/dev/null 2>&1; then wget -q -O /dev/null -T {t}{header} {q(url)}; "
+        f"elif command -v busybox >/dev/null 2>&1; then busybox wget -q -O /dev/null{header} {q(url)}; "
+        f"elif command -v perl >/dev/null 2>&1; then perl -e {q(_PERL)} {port} {q(path)} {t} {q(host)} {ok_below}; "
         f"elif command -v bash >/dev/null 2>&1; then bash -c "
         + q(
-            f'exec 3<>/dev/tcp/127.0.0.1/{port} && printf "GET %s HTTP/1.0\\r\\n\\r\\n" "$0" >&3 && '
-            'head -n1 <&3 | grep -q "^HTTP/[0-9.]* [23][0-9][0-9]"'
+            f'exec 3<>/dev/tcp/127.0.0.1/{port} && printf "GET %s HTTP/1.0\\r\\nHost: %s\\r\\n\\r\\n" "$0" "$1" >&3 && '
+            'c=$(head -n1 <&3 | cut -d" " -f2) && [ "$c" -ge 200 ] && [ "$c" -lt "$2" ]'
         )
-        + f" {q(path)}; "
+        + f" {q(path)} {q(bash_host)} {ok_below}; "
         "else exit 1; fi"
     )
 
@@ -147,13 +163,22 @@ class Health:
     wait: float  # how long deploy waits for "healthy" (not part of the container)
 
 
+ROUTED_DEFAULT_CHECK = HealthcheckSpec(http="/", interval=1.0, timeout=3.0, retries=3)
+
+
 def health_for(app: AppSpec) -> Health | None:
+    """The container's HEALTHCHECK. A routed app (`domains`) is probed with its first domain as the Host header
+    (Django's ALLOWED_HOSTS); without a `healthcheck` it must answer `GET /` with a status below 500."""
     hc: HealthcheckSpec | None = app.healthcheck
+    ok_below = 400
+    if hc is None and app.domains:
+        hc, ok_below = ROUTED_DEFAULT_CHECK, 500
     if hc is None:
         return None
     if hc.http is not None:
         assert app.port is not None  # the spec guarantees it
-        test = http_probe(app.port, hc.http, hc.timeout)
+        host = app.domains[0] if app.domains else ""
+        test = http_probe(app.port, hc.http, hc.timeout, host=host, ok_below=ok_below)
     else:
         assert hc.cmd is not None
         test = shlex.join(hc.cmd)
@@ -201,6 +226,7 @@ class ContainerConfig:
     network: str = ""
     extra_networks: tuple[str, ...] = ()  # networks of the apps this one may reach
     security_opt: tuple[str, ...] = ("no-new-privileges",)
+    domains: tuple[str, ...] = ()  # host names the front proxy routes to it (first: the health check's Host)
 
     def _canonical(self) -> str:
         doc = asdict(self)
@@ -221,21 +247,38 @@ class ContainerConfig:
         labels[LABEL_CONFIG_HASH] = self.config_hash
         labels[LABEL_BUILD_HASH] = self.build_hash
         labels[LABEL_CONFIG] = self.describe()
+        if self.domains and self.port is not None:
+            labels[LABEL_DOMAINS] = ",".join(self.domains)
+            labels[LABEL_PORT] = str(self.port)
         return labels
 
-    def create_argv(self) -> tuple[str, ...]:
-        """`docker create …`: no secret value in it (secrets come from the env file)."""
-        a: list[str] = ["docker", "create", "--name", self.name]
-        for key, value in sorted(self.labels.items()):
+    @property
+    def upstream(self) -> str | None:
+        """Where the proxy sends this container's requests (its name resolves on the app's network)."""
+        return f"{self.name}:{self.port}" if self.domains and self.port is not None else None
+
+    @property
+    def candidate_name(self) -> str:
+        return f"{self.name}-candidate"
+
+    def create_argv(self, *, candidate: bool = False) -> tuple[str, ...]:
+        """`docker create …`: no secret value in it (secrets come from the env file). A candidate is the same
+        container without its published port or network alias, labelled as such: a trial run that proves the
+        version healthy before it may take the port (see plan.apps.roll_out_published)."""
+        a: list[str] = ["docker", "create", "--name", self.candidate_name if candidate else self.name]
+        labels = {**self.labels, **({LABEL_ROLE: ROLE_CANDIDATE} if candidate else {})}
+        for key, value in sorted(labels.items()):
             a += ["--label", f"{key}={value}"]
         # --init: a tiny init as PID 1 forwards SIGTERM (busybox httpd or sh as PID 1 ignore it, so every
         # stop would wait out its timeout) and reaps zombies
-        a += ["--init", "--network", self.network, "--network-alias", self.app]
+        a += ["--init", "--network", self.network]
+        if not candidate:
+            a += ["--network-alias", self.app]
         for key, value in self.env:
             a += ["--env", f"{key}={value}"]
         if self.env_file:
             a += ["--env-file", self.env_file]
-        if self.publish is not None and self.port is not None:
+        if self.publish is not None and self.port is not None and not candidate:
             host_ip, host_port = self.publish
             bind = f"[{host_ip}]" if ":" in host_ip else host_ip
             a += ["--publish", f"{bind}:{host_port}:{self.port}" if host_ip else f"{host_port}:{self.port}"]
@@ -283,6 +326,8 @@ class ContainerConfig:
             host_ip, host_port = self.publish
             lines.append(f"publish: {host_ip or '0.0.0.0'}:{host_port} -> {self.port}")
         lines += [f"volume {v} -> {one_line(t)}" for v, t in self.volumes]
+        if self.domains:
+            lines.append(f"domains: {', '.join(self.domains)} (through the proxy, to port {self.port})")
         if self.memory is not None:
             lines.append(f"memory: {self.memory}")
         if self.cpus is not None:
@@ -335,4 +380,5 @@ def container_config(
         tmpfs=tmpfs if read_only else (),
         network=network_name(project, environment, app_name),
         extra_networks=tuple(network_name(project, environment, other) for other in sorted(app.reach)),
+        domains=app.domains,
     )
