@@ -23,6 +23,7 @@ from provision.errors import StepFailed
 from provision.exec_ssh import SshExecutor
 from provision.ops import ENGINE_OPS, EngineCall, FrozenMap, Guarded, Op, SecretFile, Wait, thaw
 from provision.progress import human_bytes
+from provision.proxyops import ProxyState, pull_image, route, sync, unroute, wait_drained
 from provision.secrets import make_redactor
 from provision.ship import send
 
@@ -45,6 +46,7 @@ class DeployContext:
     verbose: bool = False
     host: str = ""
     built: list[str] = field(default_factory=list)  # tags built in this run (for reports and tests)
+    proxy: ProxyState | None = None  # the front proxy's routing table (playbooks with `proxy:`)
     _local: Any = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -56,6 +58,8 @@ class DeployContext:
             return ENGINE_HANDLERS[op.op](self, **{k: thaw_param(v) for k, v in op.params})
         if isinstance(op, Wait) and op.probe == "container.healthy":
             return wait_healthy(self, op.get("container"), op.get("health"), op.get("label"), op.timeout)
+        if isinstance(op, Wait) and op.probe == "proxy.drained":
+            return wait_drained(self, op.get("upstreams"), op.get("label"), op.timeout)
         if isinstance(op, Guarded):
             return run_guarded(self, op)
         return SshExecutor(self.remote, secret_file=self.secret_file).execute(op)
@@ -366,5 +370,6 @@ ENGINE_HANDLERS: dict[str, Callable[..., Any]] = {
     "container.remove": remove_container, "container.rename": rename_container,
     "container.connect": connect_container, "container.stop": stop_container, "container.start": start_container,
     "container.logs": lambda ctx, *, id, lines=LOG_TAIL: container_logs(ctx, id, lines),
+    "image.pull": pull_image, "proxy.route": route, "proxy.unroute": unroute, "proxy.sync": sync,
 }
 assert set(ENGINE_HANDLERS) == ENGINE_OPS - {"container.create"}  # an app's container: `docker create` (Argv)

@@ -26,10 +26,12 @@ from provision.commands.docker import (
     label_filters,
     volume_name,
 )
+from provision.deploy_proxy import front_proxy
 from provision.errors import InputError, Problem, StepFailed
 from provision.facts.apps import AppFacts, gather, gather_remote
 from provision.plan import apps as plan
 from provision.plan.apps import DesiredApp
+from provision.plan.proxy import desired_proxy, plan_proxy_removal
 from provision.playbook import locate_problems
 from provision.render import render_dockerfile
 from provision.runner import Runner
@@ -124,7 +126,7 @@ def desired_apps(playbook: Playbook, names: Iterable[str], secrets: Any, ssh_use
                 problems.append(Problem(str(exc), playbook.source, f"apps.{name}.secrets"))
                 continue
         volumes = tuple((volume_name(playbook.project, playbook.environment, name, v), v) for v in sorted(app.volumes))
-        out.append(DesiredApp(name, tag, build, cfg, volumes, build_where=app.build))
+        out.append(DesiredApp(name, tag, build, cfg, volumes, build_where=app.build, drain=app.drain))
     if problems:
         raise InputError(locate_problems(playbook, problems))
     return out
@@ -180,13 +182,24 @@ def deploy(
         if changes is None or runner.failed:
             return DeployResult(runner.recap, [], ctx.built)
         runner.run_task("ship build base images", changes)
-    runner.run_task("app networks", plan.plan_networks(selection.networks, facts, project=project, environment=env))
+    proxy = desired_proxy(playbook)
+    routed = [n for n in playbook.apps if playbook.apps[n].domains]
+    networks = list(dict.fromkeys((*selection.networks, *(routed if proxy else ()))))
+    runner.run_task("app networks", plan.plan_networks(networks, facts, project=project, environment=env))
+    if proxy is not None:
+        if not front_proxy(ctx, runner, proxy, facts, check=check) or runner.failed:
+            return DeployResult(runner.recap, [], ctx.built)
+    elif facts.proxy is not None and reporter is not None and not prune:
+        reporter.warn(f"the proxy container {facts.proxy.name} runs but the playbook has no `proxy:`; "
+                      "`deploy --prune` removes it (not its certificate volumes)")
+    elif facts.proxy is not None and prune and not only:
+        runner.run_task("prune proxy", plan_proxy_removal(facts))
 
     def one(d: DesiredApp) -> None:
         assert facts is not None
         runner.run_task(f"app {d.name}: image", plan.plan_image(d, facts, project=project, environment=env))
         runner.run_task(f"app {d.name}: volumes", plan.plan_volumes(d, facts, project=project, environment=env))
-        runner.run_task(f"app {d.name}: container", plan.plan_container(d, facts))
+        runner.run_task(f"app {d.name}: container", plan.plan_container(d, facts, proxy=proxy is not None))
         runner.run_task(f"app {d.name}: old images", plan.plan_image_prune(d, facts))
 
     with ThreadPoolExecutor(max_workers=MAX_PARALLEL_APPS, thread_name_prefix="dockyard-app") as pool:
@@ -209,6 +222,7 @@ def deploy(
                         facts,
                         prune_volumes=prune_volumes,
                         env_file=env_file_path(remote.user, project, env, name),
+                        proxy=proxy is not None,
                     ),
                 )
             elif reporter is not None:

@@ -24,7 +24,8 @@ from typing import Any
 ENGINE_OPS = frozenset({
     "network.create", "network.remove", "volume.create", "volume.remove", "image.build", "image.remove",
     "image.ship", "container.create", "container.remove", "container.rename", "container.connect",
-    "container.stop", "container.start", "container.logs",
+    "container.stop", "container.start", "container.logs", "image.pull",
+    "proxy.route", "proxy.unroute", "proxy.sync",
 })
 EC2_OPS = frozenset({
     "key_pair.import", "key_pair.delete", "security_group.create", "security_group.delete",
@@ -32,7 +33,7 @@ EC2_OPS = frozenset({
     "instance.terminate", "instance.modify_type", "instance.metadata_options", "instance.groups",
 })
 PROBES = frozenset({"engine.answers", "container.healthy", "instance.running", "instance.stopped",
-                    "instance.terminated"})
+                    "instance.terminated", "proxy.drained"})
 
 Params = tuple[tuple[str, Any], ...]
 

@@ -24,6 +24,7 @@ from provision.commands.docker import (
     LABEL_VOLUME,
     label_filters,
 )
+from provision.commands.proxy import LABEL_DOMAINS, LABEL_PORT, LABEL_ROLE, ROLE_PROXY
 
 _HEALTH = re.compile(r"\((healthy|unhealthy|health: starting)\)")
 
@@ -51,6 +52,14 @@ class ContainerFact:
     created: int
     ports: tuple[PortFact, ...] = ()
     config_text: str = ""  # the settings it was created with (secret-free), for --diff
+    domains: tuple[str, ...] = ()  # host names the proxy routes to it (label)
+    proxy_port: int | None = None  # the port the proxy sends requests to (label)
+    role: str = ""  # "proxy" for the front proxy; "candidate" for a published app's trial container
+    networks: tuple[str, ...] = ()
+
+    @property
+    def upstream(self) -> str | None:
+        return f"{self.name}:{self.proxy_port}" if self.domains and self.proxy_port else None
 
     @property
     def running(self) -> bool:
@@ -94,6 +103,9 @@ class AppFacts:
     networks: tuple[NetworkFact, ...] = ()
     volumes: tuple[VolumeFact, ...] = ()
     apps_seen: frozenset[str] = field(default_factory=frozenset)
+    proxy: ContainerFact | None = None  # this environment's front proxy container
+    proxy_network: bool = False
+    proxy_volumes: frozenset[str] = field(default_factory=frozenset)
 
     def containers_of(self, app: str) -> list[ContainerFact]:
         return [c for c in self.containers if c.app == app]
@@ -106,6 +118,13 @@ class AppFacts:
 
     def volume(self, name: str) -> VolumeFact | None:
         return next((v for v in self.volumes if v.name == name), None)
+
+    def live_container(self, app: str) -> ContainerFact | None:
+        """The container the proxy should route `app` to, read from labels alone: the newest running one that
+        has domains, is not a trial candidate and is not unhealthy."""
+        usable = [c for c in self.containers_of(app)
+                  if c.running and c.upstream and c.role != "candidate" and c.health not in ("unhealthy", "starting")]
+        return max(usable, key=lambda c: (c.created, c.id), default=None)
 
     def image_in_use(self, image_id: str) -> bool:
         return any(c.image_id == image_id for c in (*self.containers, *self.other_containers))
@@ -144,6 +163,10 @@ def parse_container(doc: dict[str, Any]) -> ContainerFact:
         created=int(doc.get("Created", 0)),
         ports=tuple(sorted(set(ports), key=lambda p: (p.host_port, p.host_ip))),
         config_text=labels.get(LABEL_CONFIG, ""),
+        domains=tuple(d for d in labels.get(LABEL_DOMAINS, "").split(",") if d)[:100],
+        proxy_port=int(port) if (port := labels.get(LABEL_PORT, "")).isdigit() and len(port) <= 5 else None,
+        role=labels.get(LABEL_ROLE, ""),
+        networks=tuple(sorted(((doc.get("NetworkSettings") or {}).get("Networks") or {}).keys())),
     )
 
 
@@ -195,10 +218,20 @@ def parse(
             and bool(labels.get(LABEL_APP))
         )
 
+    def proxy_owned(d: dict[str, Any]) -> bool:
+        labels = _labels(d)
+        return (labels.get(LABEL_PROJECT) == project and labels.get(LABEL_ENVIRONMENT) == environment
+                and labels.get(LABEL_ROLE) == ROLE_PROXY)
+
     nets = tuple(parse_network(d) for d in networks if ours(d))
     vols = tuple(parse_volume(d) for d in volumes if ours(d))
     seen = frozenset({c.app for c in mine} | {n.app for n in nets} | {v.app for v in vols})
-    return AppFacts(project, environment, mine, others, imgs, nets, vols, seen)
+    proxies = sorted((c for c in cs if c.environment == environment and c.role == ROLE_PROXY),
+                     key=lambda c: (c.running, c.created), reverse=True)
+    return AppFacts(project, environment, mine, others, imgs, nets, vols, seen,
+                    proxy=proxies[0] if proxies else None,
+                    proxy_network=any(proxy_owned(d) for d in networks),
+                    proxy_volumes=frozenset(str(d.get("Name")) for d in volumes if proxy_owned(d)))
 
 
 def list_paths(project: str, environment: str) -> list[str]:

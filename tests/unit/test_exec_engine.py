@@ -107,33 +107,45 @@ def roll_out_step(d: DesiredApp):
     return step
 
 
-def test_a_roll_out_that_never_gets_healthy_runs_exactly_the_undo_the_plan_said(tmp_path: Path) -> None:
+def test_a_published_version_that_never_gets_healthy_never_takes_the_port(tmp_path: Path) -> None:
     d = desired(tmp_path, "v2")
     step = roll_out_step(d)
-    new = d.container.name
+    new, cand = d.container.name, d.container.candidate_name
     api = FakeApi([{"Status": "exited", "ExitCode": 3}])
     ctx = DeployContext(remote=FakeRemote(api), secrets=Secrets())
     with pytest.raises(StepFailed) as failed:
         ctx.execute(step.op)
     message = str(failed.value)
-    assert message.startswith("web: the new container stopped (exit code 3); removed it, kept the old container "
-                              "(shop-prod-web-ffffffffff)\nlast log lines of " + new)
+    assert message.startswith("web: the new container stopped (exit code 3); removed it; the old container "
+                              "(shop-prod-web-ffffffffff) kept the port\nlast log lines of " + cand)
     assert "hunter2-secret" not in message and "password=***" in message  # the log tail is redacted
-    # the plan's ops in order (a leftover of the new name removed, create, stop the old one: same port, start),
-    # then the log tail, then the plan's undo: remove the new one, start the one stopped for the port
-    assert api.calls == [("stop", new), ("remove", new), ("create",), ("stop", "old1"), ("start", new), ("logs", new),
-                         ("stop", new), ("remove", new), ("start", "old1")]
-    assert [op for op in step.op.on_failure] == [EngineCall("container.remove", params(id=new)),
-                                                 EngineCall("container.start", params(id="old1"))]
+    # leftovers of both names removed, the candidate (no published port) created and started; it dies: its log
+    # tail, then the plan's undo. The old container was never stopped: it kept serving on the port.
+    assert api.calls == [("stop", new), ("remove", new), ("stop", cand), ("remove", cand), ("create",),
+                         ("start", cand), ("logs", cand),
+                         ("stop", cand), ("remove", cand), ("stop", new), ("remove", new), ("start", "old1")]
+    assert ("stop", "old1") not in api.calls
+    create_candidate = ctx.remote.ran[0]
+    assert "--publish" not in create_candidate and create_candidate[create_candidate.index("--name") + 1] == cand
+    assert list(step.op.on_failure) == [EngineCall("container.remove", params(id=cand)),
+                                        EngineCall("container.remove", params(id=new)),
+                                        EngineCall("container.start", params(id="old1"))]
 
 
-def test_a_healthy_roll_out_runs_no_undo(tmp_path: Path) -> None:
+def test_a_healthy_published_roll_out_swaps_the_port_and_runs_no_undo(tmp_path: Path) -> None:
     d = desired(tmp_path, "v2")
     step = roll_out_step(d)
-    api = FakeApi([{"Status": "running", "Health": {"Status": "healthy"}}])
-    DeployContext(remote=FakeRemote(api), secrets=Secrets()).execute(step.op)
-    new = d.container.name
-    assert api.calls == [("stop", new), ("remove", new), ("create",), ("stop", "old1"), ("start", new)]
+    healthy = {"Status": "running", "Health": {"Status": "healthy"}}
+    api = FakeApi([healthy, healthy])
+    ctx = DeployContext(remote=FakeRemote(api), secrets=Secrets())
+    ctx.execute(step.op)
+    new, cand = d.container.name, d.container.candidate_name
+    # the old one stops only after the candidate proved healthy and the real container exists
+    assert api.calls == [("stop", new), ("remove", new), ("stop", cand), ("remove", cand), ("create",),
+                         ("start", cand), ("create",), ("stop", "old1"), ("start", new),
+                         ("stop", cand), ("remove", cand)]
+    final = ctx.remote.ran[1]
+    assert final[final.index("--name") + 1] == new and "--publish" in final
 
 
 def test_wait_healthy_reports_the_last_probe(tmp_path: Path) -> None:

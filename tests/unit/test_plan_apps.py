@@ -159,13 +159,22 @@ def test_changed_source_rebuilds_and_replaces(tmp_path: Path) -> None:
     assert ctr.action == "replace" and "config hash differs" in ctr.reason
     roll, remove_old = ctr.steps[-2].op, ctr.steps[-1].op
     assert remove_old == EngineCall("container.remove", params(id="c1"))  # only after the new one is healthy
-    # same host port published by the old container: it has to stop first (the documented short gap) ...
-    start = roll.ops.index(EngineCall("container.start", params(id=new.container.name)))
-    assert roll.ops[start - 1] == EngineCall("container.stop", params(id="c1", timeout=10))
-    # ... so the undo is: remove the new one, start the one stopped for the port (what the plan said)
-    assert roll.on_failure == (EngineCall("container.remove", params(id=new.container.name)),
+    # same host port published by the old container: the new version first proves healthy as a candidate
+    # without the port; only then the old one stops and the real one starts on the port (the short gap)
+    cfg = new.container
+    cand_wait = roll.ops.index(Wait("container.healthy", params(container=cfg.candidate_name, health=cfg.health,
+                                                                label="web"), cfg.health.wait))
+    stop_old = roll.ops.index(EngineCall("container.stop", params(id="c1", timeout=10)))
+    start = roll.ops.index(EngineCall("container.start", params(id=cfg.name)))
+    assert cand_wait < stop_old == start - 1
+    assert roll.ops[stop_old - 1] == Argv(cfg.create_argv())  # created before the gap opens
+    assert Argv(cfg.create_argv(candidate=True)) in roll.ops[:cand_wait]
+    # the undo: remove the candidate and the new one, start the one stopped for the port (what the plan said)
+    assert roll.on_failure == (EngineCall("container.remove", params(id=cfg.candidate_name)),
+                               EngineCall("container.remove", params(id=cfg.name)),
                                EngineCall("container.start", params(id="c1")))
-    assert roll.note == f"removed it, kept the old container ({P}-{E}-web-{old.container.config_hash[:10]})"
+    assert roll.note == (f"removed it; the old container ({P}-{E}-web-{old.container.config_hash[:10]}) "
+                         "kept the port")
     assert ctr.before is not None and old.container.config_hash[:12] in ctr.before
 
 
