@@ -33,6 +33,7 @@ from provision.plan import apps as plan
 from provision.plan.apps import DesiredApp
 from provision.plan.proxy import desired_proxy, plan_proxy_removal
 from provision.playbook import locate_problems
+from provision.proxyops import upstream_counts
 from provision.render import render_dockerfile
 from provision.runner import Runner
 from provision.secrets import SecretSource
@@ -268,6 +269,7 @@ class AppStatus:
     ports: str
     started: str
     image_size: int | None
+    domains: str = "-"  # routed through the proxy (the row of the proxy itself: its routes and requests)
 
 
 def status(playbook: Playbook, remote: Any) -> list[AppStatus]:
@@ -311,9 +313,27 @@ def status(playbook: Playbook, remote: Any) -> list[AppStatus]:
                 ports,
                 started,
                 sizes.get(c.image_id),
+                ", ".join(c.domains) or "-",
             )
         )
+    if playbook.proxy is not None or facts.proxy is not None:
+        rows.append(proxy_status(remote, facts, wanted=playbook.proxy is not None))
     return rows
+
+
+def proxy_status(remote: Any, facts: AppFacts, *, wanted: bool) -> AppStatus:
+    """The proxy as a status row: its container's state, ports and how many routes it serves (requests in
+    flight per upstream when it answers)."""
+    p = facts.proxy
+    if p is None:
+        return AppStatus("[proxy]", None, "-", "-", "absent (deploy creates it)", "-", "-", "-", None)
+    routes = sum(1 for a in facts.apps_seen if facts.live_container(a) is not None
+                 and facts.live_container(a).upstream)  # type: ignore[union-attr]
+    inflight = sum(upstream_counts(remote, p.name).values()) if p.running else 0
+    ports = ", ".join(f"{x.host_ip or '0.0.0.0'}:{x.host_port}->{x.container_port}" for x in p.ports) or "-"
+    state = p.state if wanted else f"{p.state} (no proxy: in the playbook)"
+    return AppStatus("[proxy]", p.name, p.image[:40], p.config_hash[:12] or "-", state, "-", ports, "-", None,
+                     f"{routes} routes, {inflight} requests in flight")
 
 
 def find_container(playbook: Playbook, remote: Any, app: str, *, running: bool = True) -> str:

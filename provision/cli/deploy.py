@@ -28,7 +28,7 @@ CHECK_HELP = "show what would be built, created, replaced or removed; change not
 DIFF_HELP = "show before/after of each container's settings (secret-free)"
 PRUNE_HELP = "remove apps that are on the host but no longer in the playbook (not their volumes)"
 PRUNE_VOLUMES_HELP = "with --prune: also remove the removed apps' named volumes (their data!)"
-STATUS_COLUMNS = ("app", "version", "state", "health", "ports", "started", "image")
+STATUS_COLUMNS = ("app", "version", "state", "health", "ports", "domains", "started", "image")
 
 
 @dockyard_task(
@@ -107,7 +107,8 @@ def status(
     json: bool = False,
     verbose: bool = False,
 ) -> None:
-    """A table per app: version (build hash), state, health, ports, started, image size."""
+    """A table per app: version (build hash), state, health, ports, domains, started, image size; and the
+    proxy's state."""
     # deferred: paramiko, pydantic, rich load when a command runs, not for `dockyard --help`
     from rich.console import Console
 
@@ -121,7 +122,8 @@ def status(
         emit_json({"command": "status", "environment": pb.environment, "apps": [asdict(r) for r in rows]})
         return
     print_table(Console(highlight=False), f"{pb.project}/{pb.environment}", STATUS_COLUMNS,
-                [[r.app, r.version, r.state, r.health, r.ports, r.started, _size(r.image_size)] for r in rows])
+                [[r.app, r.version, r.state, r.health, r.ports, r.domains, r.started, _size(r.image_size)]
+                 for r in rows])
 
 
 @dockyard_task(

@@ -323,8 +323,9 @@ def test_status_command_piped_and_json(tmp_path: Path, monkeypatch: pytest.Monke
 
     cli_deploy.status(Context(), playbook=str(playbook))
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split("\t") == list(COLUMNS)
+    assert lines[0].split("\t") == ["app", "version", "state", "health", "ports", "domains", "started", "image"]
     assert lines[1].split("\t")[4] == "0.0.0.0:8082->8080, 127.0.0.1:8443->8443"
+    assert lines[1].split("\t")[5] == "-"  # no domains
 
     cli_deploy.status(Context(), playbook=str(playbook), json=True)
     [app] = json.loads(capsys.readouterr().out)["apps"]
