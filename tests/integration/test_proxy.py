@@ -17,6 +17,7 @@ import shutil
 import socket
 import ssl
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -268,3 +269,73 @@ def test_a_second_deploy_changes_nothing(env: Env, first) -> None:
     assert not result.failed and result.recap.count(Status.CHANGED) == 0, json.dumps(changed)
     assert {app: [c["Id"] for c in env.containers(app)] for app in ("shop", "docs")} == before
     assert env.client.api.inspect_container(env.proxy_name)["Id"] == proxy_id
+
+
+# --- an app that publishes a port (no domains) -------------------------------------------------------------
+
+
+def refusal_windows(traffic: Traffic) -> list[tuple[float, float]]:
+    """Spans of consecutive failed connections seen by the sequential new-connection client. With a port
+    published on 127.0.0.1 the engine's userland proxy holds the port: while no container listens behind it, it
+    accepts and then closes (reset / closed without a response) instead of refusing."""
+    windows: list[tuple[float, float]] = []
+    current: tuple[float, float] | None = None
+    for s in sorted((s for s in traffic.samples if s.kind == "new"), key=lambda s: s.start):
+        if s.status is None:
+            current = (current[0], s.end) if current else (s.start, s.end)
+        elif current is not None:
+            windows.append(current)
+            current = None
+    if current is not None:
+        windows.append(current)
+    return windows
+
+
+def test_a_published_app_never_serves_a_broken_version_and_swaps_ports_briefly(
+        sshd, docker_client, tmp_path: Path) -> None:
+    import secrets
+
+    e = Env(tmp_path, f"dyt-{secrets.token_hex(4)}", sshd, docker_client)
+    port = free_port()
+    api_app = dict(e.apps["shop"], env={"VERSION": "v1", "APP_NAME": "api"}, publish=f"127.0.0.1:{port}")
+    del api_app["domains"], api_app["drain"]
+    e.apps = {"api": api_app}
+    pb_path = e.playbook()
+    doc = yaml.safe_load(pb_path.read_text())
+    e.playbook = lambda: _without_proxy(pb_path, doc, e.apps)  # type: ignore[method-assign]
+    try:
+        first = e.deploy()
+        assert not first.failed, failures(first)
+        with Traffic(port, "api.test", slow_threads=0, max_seconds=180) as traffic:
+            assert traffic.wait_for("v1")
+            api_app["env"] = {"VERSION": "v2", "APP_NAME": "api", "BROKEN": "1"}
+            broken = e.deploy()
+            assert broken.failed and "kept the port" in failures(broken)
+            time.sleep(1)
+            refused_during_broken = sum(1 for s in traffic.samples if s.status is None)
+            api_app["env"] = {"VERSION": "v3", "APP_NAME": "api"}
+            good = e.deploy()
+            assert not good.failed, failures(good)
+            assert traffic.wait_for("v3")
+        # no response ever came from the broken version: only 2xx, and refusals only during the swap to v3
+        statuses = {s.status for s in traffic.samples if s.status is not None}
+        assert statuses == {200}, statuses
+        assert refused_during_broken == 0  # the broken version never took the port, the old one never stopped
+        errors = Counter(s.error.split(":")[0] for s in traffic.samples if s.status is None)
+        windows = refusal_windows(traffic)
+        gap = sum(end - start for start, end in windows)
+        print(f"published-port swap: {len(windows)} window(s) without a listener, {gap:.2f}s in all; "
+              f"failed connections by kind: {dict(errors)}")
+        assert len(windows) <= 1  # one swap, one gap: the broken version's attempt opened none
+        assert traffic.versions_in_order("new") == ["v1", "v3"]
+        assert not [c for c in e.client.api.containers(all=True, filters={"label": [
+            f"dockyard.project={e.project}", "dockyard.role=candidate"]})]  # the candidate is gone
+    finally:
+        e.cleanup()
+
+
+def _without_proxy(path: Path, doc: dict[str, Any], apps: dict[str, Any]) -> Path:
+    doc = {k: v for k, v in doc.items() if k != "proxy"}
+    doc["apps"] = apps
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
