@@ -142,7 +142,8 @@ class LockRecord:
         """One line naming holder, since when, command and message (every field already one printable line)."""
         if not self.readable:
             return "held, but its record is missing or unreadable (being written, or not dockyard's)"
-        text = f"held by {self.who} on {self.machine} (pid {self.pid}) since {self.since}, running `{self.command}`"
+        how = f"pid {self.pid}" if self.pid else "by hand"
+        text = f"held by {self.who} on {self.machine} ({how}) since {self.since}, running `{self.command}`"
         if self.release:
             text += f" (release {self.release})"
         return text + (f": {self.message}" if self.message else "")
