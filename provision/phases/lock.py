@@ -28,6 +28,7 @@ from provision.hostlock import LockRecord
 
 FIRST_POLL = 1.0  # seconds before the first retry of a waiting run; doubled each time ...
 MAX_POLL = 15.0  # ... up to this
+GONE_TIMEOUT = 10.0  # seconds for the audit entry and release after a teardown removed the host
 
 
 class LockHeld(StepFailed):
@@ -51,7 +52,7 @@ class HeldLock:
     apps: list[str] = field(default_factory=list)
     result: str = "failed"  # until the command says otherwise (an exception leaves it failed)
     exit_code: int = 1
-    host_gone: bool = False  # teardown removed the host: no entry to write, no lock to release
+    host_gone: bool = False  # teardown removed the host: its entry and release are tried briefly, quietly
 
     def finish(self, *, failed: bool, changed: int = 0) -> None:
         self.result = audit.result_of(failed=failed, changed=changed)
@@ -123,9 +124,9 @@ def read_lock(pb: Any, remote: Any) -> LockRecord | None:
     return hostlock.parse_record(done.stdout)
 
 
-def release(pb: Any, remote: Any, token: str | None = None) -> str:
+def release(pb: Any, remote: Any, token: str | None = None, *, timeout: float | None = None) -> str:
     """Remove the lock: "released", "absent" (nobody held it) or, with `token`, "not ours"."""
-    done = remote.run(hostlock.release_argv(*_where(pb, remote), token), check=False)
+    done = remote.run(hostlock.release_argv(*_where(pb, remote), token), check=False, timeout=timeout)
     if done.exit_code == 0:
         return "released"
     if done.exit_code == hostlock.EXIT_ABSENT:
@@ -136,8 +137,8 @@ def release(pb: Any, remote: Any, token: str | None = None) -> str:
                      f"{hostlock.one_line(done.stderr.strip())}")
 
 
-def write_audit(pb: Any, remote: Any, doc: dict[str, Any]) -> None:
-    remote.run(audit.append_argv(*_where(pb, remote)), stdin=audit.entry_line(doc))
+def write_audit(pb: Any, remote: Any, doc: dict[str, Any], *, timeout: float | None = None) -> None:
+    remote.run(audit.append_argv(*_where(pb, remote)), stdin=audit.entry_line(doc), timeout=timeout)
 
 
 def read_audit(pb: Any, remote: Any, count: int) -> list[dict[str, Any]]:
@@ -170,22 +171,26 @@ def holding_lock(pb: Any, remote: Any, request: LockRequest, reporter: Any, *,
     try:
         yield held
     finally:
-        if not held.host_gone:
-            _close(pb, remote, request, me, held, reporter)
+        _close(pb, remote, request, me, held, reporter)
 
 
 def _close(pb: Any, remote: Any, request: LockRequest, me: Identity, held: HeldLock, reporter: Any) -> None:
-    """Audit entry, then release: each best-effort (a failure here must not hide the command's own outcome)."""
+    """Audit entry, then release: each best-effort (a failure here must not hide the command's own outcome).
+    After a teardown that removed the host both are tried briefly and quietly: they usually went with it."""
+    gone = held.host_gone
+    timeout = GONE_TIMEOUT if gone else None
     try:
         write_audit(pb, remote, audit_entry(request, me, result=held.result, exit_code=held.exit_code,
-                                            apps=held.apps))
+                                            apps=held.apps), timeout=timeout)
     except Exception as exc:  # the connection may be what failed the command
-        reporter.warn(f"could not append to the audit log: {hostlock.one_line(str(exc))}")
+        if not gone:
+            reporter.warn(f"could not append to the audit log: {hostlock.one_line(str(exc))}")
     try:
-        outcome = release(pb, remote, held.record.token)
+        outcome = release(pb, remote, held.record.token, timeout=timeout)
     except Exception as exc:
-        reporter.warn(f"could not release the deploy lock ({hostlock.one_line(str(exc))}): release it with "
-                      f"`{hostlock.release_hint(pb.environment)}`")
+        if not gone:
+            reporter.warn(f"could not release the deploy lock ({hostlock.one_line(str(exc))}): release it with "
+                          f"`{hostlock.release_hint(pb.environment)}`")
         return
     if outcome == "not ours":
         reporter.warn("the deploy lock was released by hand during this run and is now held by another: left alone")

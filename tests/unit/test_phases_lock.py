@@ -176,12 +176,22 @@ def test_teardown_of_a_host_that_does_not_answer_goes_on_without_the_lock(tmp_pa
         assert held is None
 
 
-def test_teardown_holds_the_lock_and_skips_the_entry_when_the_host_is_gone(tmp_path: Path) -> None:
-    remote, pb = LocalRemote(tmp_path), playbook()
+def test_teardown_holds_the_lock_and_tries_quietly_to_close_it_on_a_host_that_is_gone(tmp_path: Path) -> None:
+    class Vanishing(LocalRemote):
+        gone = False
+
+        def run(self, argv: list[str], **kw: object) -> object:
+            if self.gone:
+                raise StepFailed("ssh deploy@test-host:22: connection lost")
+            return super().run(argv, **kw)  # type: ignore[arg-type]
+
+    remote, pb, reporter = Vanishing(tmp_path), playbook(), Reporter()
     running = HostInfo(provider="local", host_id="c1", state="running", ssh_address="127.0.0.1", ssh_port=2222,
                        ssh_user="deploy")
-    with phase_lock.teardown_lock(pb, LockRequest("teardown"), Reporter(), find=lambda pb: running,
+    with phase_lock.teardown_lock(pb, LockRequest("teardown"), reporter, find=lambda pb: running,
                                   remote_for=lambda pb, info: remote) as held:
         assert held is not None and read_lock(pb, remote) is not None
-        held.host_gone = True
-    assert read_audit(pb, remote, 5) == []  # nothing written to a host that is gone
+        held.finish(failed=False, changed=3)
+        held.host_gone = remote.gone = True
+    assert reporter.lines == []  # no warning about a log and a lock that went with the host
+    assert remote.closed == 1
