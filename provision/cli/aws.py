@@ -16,6 +16,7 @@ from invoke.exceptions import Exit
 
 from provision.changes import Change, HostRecap
 from provision.cli.common import dockyard_task, emit_json, load, options
+from provision.cli.lock import LOCK_WAIT_HELP, lock_request
 from provision.errors import EXIT_FAILED, InputError, StepFailed
 from provision.phases.host import TeardownResult, provision_host, say_where, teardown_host
 
@@ -64,9 +65,9 @@ def confirm_teardown(pb: Any, *, check: bool, yes: bool, reporter: Any) -> None:
         confirm(pb, planned.changes, yes=yes, reporter=reporter)
 
 
-def confirmed_teardown(pb: Any, *, check: bool, yes: bool, reporter: Any) -> TeardownResult:
+def confirmed_teardown(pb: Any, *, check: bool, yes: bool, reporter: Any, lock: Any = None) -> TeardownResult:
     confirm_teardown(pb, check=check, yes=yes, reporter=reporter)
-    return teardown_host(pb, check=check, reporter=reporter)
+    return teardown_host(pb, check=check, reporter=reporter, lock=lock)
 
 
 def finish_provider(command: str, pb: Any, recap: HostRecap, reporter: Any, opts: Any, check: bool,
@@ -98,9 +99,9 @@ def provision(ctx: Context, env: str | None = None, playbook: str | None = None,
     finish_provider("provision", pb, result.recap, reporter, opts, check, {"host": host_json(result.host)})
 
 
-@dockyard_task(help={"check": CHECK_HELP, "yes": YES_HELP})
+@dockyard_task(help={"check": CHECK_HELP, "yes": YES_HELP, "lock_wait": LOCK_WAIT_HELP})
 def teardown(ctx: Context, env: str | None = None, playbook: str | None = None, json: bool = False,
-             verbose: bool = False, check: bool = False, yes: bool = False) -> None:
+             verbose: bool = False, check: bool = False, yes: bool = False, lock_wait: str = "") -> None:
     """Terminate the host and delete what dockyard created for it (only resources carrying its tags)."""
     # deferred: rich loads when a command runs, not for `dockyard --help`
     from provision.report import Reporter
@@ -108,6 +109,7 @@ def teardown(ctx: Context, env: str | None = None, playbook: str | None = None, 
     opts = options(ctx, env, playbook, json, verbose)
     pb = load(opts)
     reporter = Reporter(json_mode=opts.json, verbose=opts.verbose)
-    result = confirmed_teardown(pb, check=check, yes=yes, reporter=reporter)
+    result = confirmed_teardown(pb, check=check, yes=yes, reporter=reporter,
+                                lock=lock_request(pb, "teardown", lock_wait))
     finish_provider("teardown", pb, result.recap, reporter, opts, check,
                     {"changes": [c.to_json() for c in result.changes]})

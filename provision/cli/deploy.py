@@ -18,6 +18,7 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 
 from provision.cli.common import dockyard_task, emit_json, load, options
+from provision.cli.lock import LOCK_WAIT_HELP, lock_request
 from provision.errors import EXIT_FAILED, InputError
 from provision.phases.deploy import deploy_host
 
@@ -39,6 +40,7 @@ STATUS_COLUMNS = ("app", "version", "state", "health", "ports", "domains", "star
         "diff": DIFF_HELP,
         "prune": PRUNE_HELP,
         "prune_volumes": PRUNE_VOLUMES_HELP,
+        "lock_wait": LOCK_WAIT_HELP,
     },
     iterable=["app"],
 )
@@ -53,6 +55,7 @@ def deploy(
     diff: bool = False,
     prune: bool = False,
     prune_volumes: bool = False,
+    lock_wait: str = "",
 ) -> None:
     """Build and run the playbook's apps on the host, each in its own network (idempotent)."""
     # deferred: rich loads when a command runs, not for `dockyard --help`
@@ -70,6 +73,7 @@ def deploy(
         prune=prune,
         prune_volumes=prune_volumes,
         verbose=opts.verbose,
+        lock=lock_request(pb, "deploy", lock_wait),
     )
     reporter.recap([result.recap])
     if opts.json:

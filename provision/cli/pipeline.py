@@ -14,6 +14,7 @@ from invoke.exceptions import Exit
 
 from provision.cli.aws import CHECK_HELP, YES_HELP, confirm_teardown, finish_provider, host_json
 from provision.cli.common import dockyard_task, emit_json, load, options
+from provision.cli.lock import LOCK_WAIT_HELP, lock_request
 from provision.errors import EXIT_FAILED
 from provision.phases.up import UpResult, run_recreate, run_up
 
@@ -44,10 +45,11 @@ def finish(command: str, pb: Any, result: UpResult, reporter: Any, opts: Any, ch
     "diff": "show before/after of files and container settings",
     "resize": "apply an instance type change (stops and starts the host)",
     "prune": "remove apps that are on the host but no longer in the playbook (not their volumes)",
+    "lock_wait": LOCK_WAIT_HELP,
 })
 def up(ctx: Context, env: str | None = None, playbook: str | None = None, json: bool = False,
        verbose: bool = False, check: bool = False, diff: bool = False, resize: bool = False,
-       prune: bool = False) -> None:
+       prune: bool = False, lock_wait: str = "") -> None:
     """Provision the host, set up its engine and deploy every app: the whole job, idempotent."""
     # deferred: rich loads when a command runs, not for `dockyard --help`
     from provision.report import Reporter
@@ -56,7 +58,7 @@ def up(ctx: Context, env: str | None = None, playbook: str | None = None, json: 
     pb = load(opts)
     reporter = Reporter(json_mode=opts.json, verbose=opts.verbose)
     result = run_up(pb, reporter=reporter, check=check, diff=diff, resize=resize, prune=prune,
-                    verbose=opts.verbose)
+                    verbose=opts.verbose, lock=lock_request(pb, "up", lock_wait))
     finish("up", pb, result, reporter, opts, check)
 
 

@@ -6,10 +6,13 @@ the HostInfo / Remote); `app_urls(pb, host)` says where the published apps answe
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any
 
+from provision.changes import Status
 from provision.errors import InputError
 from provision.phases.host import host_label, remote_for
+from provision.phases.lock import LockRequest, holding_lock
 
 
 def deploy_host(
@@ -24,8 +27,12 @@ def deploy_host(
     prune: bool = False,
     prune_volumes: bool = False,
     verbose: bool = False,
+    lock: LockRequest | None = None,
 ) -> Any:
-    """Deploy the playbook's apps; returns provision.deploy.DeployResult (its `.recap` for the report)."""
+    """Deploy the playbook's apps; returns provision.deploy.DeployResult (its `.recap` for the report).
+
+    `lock`: hold the host's deploy lock (and write the audit entry) for the run; `up` passes None (it holds the
+    lock itself around setup and deploy). Check mode takes no lock."""
     # deferred: paramiko, pydantic, rich load when a command runs, not for `dockyard --help`
     from provision.deploy import deploy as run_deploy
     from provision.deploy import desired_apps, secret_source, select
@@ -45,20 +52,15 @@ def deploy_host(
         desired = desired_apps(pb, selection.apps, secrets, remote.user)
         with reporter.progress(f"[{label}] connecting to {remote.target.label}"):
             remote.open()
-        return run_deploy(
-            pb,
-            remote,
-            reporter=reporter,
-            host=label,
-            only=only,
-            check=check,
-            diff=diff,
-            prune=prune,
-            prune_volumes=prune_volumes,
-            verbose=verbose,
-            secrets=secrets,
-            desired=desired,
-        )
+        locked = holding_lock(pb, remote, lock, reporter) if lock is not None and not check else nullcontext()
+        with locked as held:
+            result = run_deploy(pb, remote, reporter=reporter, host=label, only=only, check=check, diff=diff,
+                                prune=prune, prune_volumes=prune_volumes, verbose=verbose, secrets=secrets,
+                                desired=desired)
+            if held is not None:
+                held.apps = list(selection.apps)
+                held.finish(failed=result.failed, changed=result.recap.count(Status.CHANGED))
+            return result
     finally:
         if own:
             remote.close()

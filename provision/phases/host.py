@@ -15,6 +15,7 @@ from typing import Any
 
 from provision.changes import Change, HostRecap, TaskResult
 from provision.errors import StepFailed
+from provision.phases.lock import LockRequest, teardown_lock
 from provision.providers import existing_host, find_host, provider_module
 from provision.providers.hostinfo import HostInfo
 
@@ -79,13 +80,22 @@ def provision_host(pb: Any, *, check: bool = False, resize: bool = False, report
     return ProvisionResult(info, runners.recap(host_label(pb), started))
 
 
-def teardown_host(pb: Any, *, check: bool = False, reporter: Any = None) -> TeardownResult:
+def teardown_host(pb: Any, *, check: bool = False, reporter: Any = None,
+                  lock: LockRequest | None = None) -> TeardownResult:
+    """`lock`: hold the host's deploy lock while tearing down, when the host runs and answers SSH (else a
+    warning and no lock: a host that cannot be reached cannot hold one). Check mode takes no lock."""
     started = time.monotonic()
     runners = RunnerLog()
     module = provider_module(pb)
     changes: list[Change] = []  # `existing`: dockyard did not create the host, so it never removes it
     if module is not None:
-        changes = list(module.destroy_host(pb, check=check, reporter=reporter, make_runner=runners))
+        wanted = lock if not check else None
+        with teardown_lock(pb, wanted, reporter, find=find_host, remote_for=remote_for) as held:
+            changes = list(module.destroy_host(pb, check=check, reporter=reporter, make_runner=runners))
+            if held is not None:
+                recap = runners.recap(host_label(pb), started)
+                held.finish(failed=recap.failed, changed=len(changes))
+                held.host_gone = not recap.failed  # its audit log and lock went with it
     return TeardownResult(runners.recap(host_label(pb), started), changes)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,7 @@ from provision.phases.host import (
     say_where,
     teardown_host,
 )
+from provision.phases.lock import LockRequest, holding_lock
 from provision.phases.setup import setup_host
 
 
@@ -61,7 +63,10 @@ class RecreateResult:
 
 
 def run_up(pb: Any, *, reporter: Any, check: bool = False, diff: bool = False, resize: bool = False,
-           prune: bool = False, verbose: bool = False, phases: Phases = Phases()) -> UpResult:
+           prune: bool = False, verbose: bool = False, phases: Phases = Phases(),
+           lock: LockRequest | None = None) -> UpResult:
+    """`lock`: the host's deploy lock is held (and the audit entry written) around setup and deploy, taken once
+    SSH is up: provisioning comes first, as a host that does not exist yet has nowhere to hold a lock."""
     started = time.monotonic()
     label = host_label(pb)
     recaps: list[HostRecap] = []
@@ -82,16 +87,22 @@ def run_up(pb: Any, *, reporter: Any, check: bool = False, diff: bool = False, r
 
     remote = phases.remote(pb, info)
     try:
-        setup_recap = phases.setup(pb, check=check, diff=diff, reporter=reporter, host=info, remote=remote)
-        recaps.append(setup_recap)
-        if setup_recap.failed:
-            return stop(info, "setup")
-        if check and setup_recap.count(Status.CHANGED):
-            reporter.info(f"[{label}] the engine has pending changes: deploy is planned once setup applies them")
-            return stop(info, "setup")
-        deployed = phases.deploy(pb, check=check, diff=diff, reporter=reporter, host=info, remote=remote,
-                                 prune=prune, verbose=verbose)
-        recaps.append(deployed.recap)
+        locked = holding_lock(pb, remote, lock, reporter) if lock is not None and not check else nullcontext()
+        with locked as held:
+            setup_recap = phases.setup(pb, check=check, diff=diff, reporter=reporter, host=info, remote=remote)
+            recaps.append(setup_recap)
+            if setup_recap.failed:
+                return stop(info, "setup")  # the lock's audit entry says failed unless told otherwise
+            if check and setup_recap.count(Status.CHANGED):
+                reporter.info(f"[{label}] the engine has pending changes: deploy is planned once setup applies "
+                              "them")
+                return stop(info, "setup")
+            deployed = phases.deploy(pb, check=check, diff=diff, reporter=reporter, host=info, remote=remote,
+                                     prune=prune, verbose=verbose)
+            recaps.append(deployed.recap)
+            if held is not None:
+                held.finish(failed=deployed.failed,
+                            changed=setup_recap.count(Status.CHANGED) + deployed.recap.count(Status.CHANGED))
     finally:
         remote.close()
     urls = {} if deployed.failed else app_urls(pb, info)

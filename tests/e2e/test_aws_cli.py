@@ -6,7 +6,9 @@ The SSH wait dials the test sshd on 127.0.0.1 (ssh.host/ssh.port), never the fak
 
 from __future__ import annotations
 
+import shutil
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -95,6 +97,10 @@ ssh:
 
     gone = json_of(dockyard(aws_cli_env, "teardown", "-p", str(playbook), "--yes", "--json"))
     assert gone["changed"] == 3
+    # it held the deploy lock on the "host" (this machine, over the test sshd) and released it at the end
+    state = Path(f"/var/lib/dockyard/{project}-e2e")
+    assert (state / "audit.jsonl").is_file() and not (state / "lock").exists()
+    shutil.rmtree(state, ignore_errors=True)
     assert resources(ec2, project) == ([], [], [])
     again = json_of(dockyard(aws_cli_env, "teardown", "-p", str(playbook), "--yes", "--json"))
     assert again["changed"] == 0 and again["changes"] == []
