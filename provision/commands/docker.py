@@ -115,7 +115,8 @@ _PERL = (
 def http_probe(port: int, path: str, timeout: float) -> str:
     """A POSIX sh command that succeeds when GET http://127.0.0.1:PORT/PATH answers 2xx/3xx.
 
-    (Debian's busybox 1.35 wget segfaults with -T: the engine's health timeout bounds it instead.)"""
+    (Debian's busybox 1.35 wget segfaults with -T: the engine's health timeout bounds it instead; when `wget`
+    itself is that busybox, the -T attempt crashes and the probe asks once more without it.)"""
     url = f"http://127.0.0.1:{port}{path}"
     t = f"{max(timeout, 1.0):g}"
     q = shlex.quote
@@ -124,7 +125,9 @@ def http_probe(port: int, path: str, timeout: float) -> str:
         f"if command -v python3 >/dev/null 2>&1; then python3 -c {q(_PY)} {q(url)} {t}; "
         f"elif command -v node >/dev/null 2>&1; then node -e {q(_NODE)} {q(url)} {t}; "
         f"elif command -v curl >/dev/null 2>&1; then curl -fsS -o /dev/null -m {t} {q(url)}; "
-        f"elif command -v wget >/dev/null 2>&1; then wget -q -O /dev/null -T {t} {q(url)}; "
+        # a `wget` that is Debian's busybox 1.35 segfaults (139) on -T before sending anything: ask again without
+        f"elif command -v wget >/dev/null 2>&1; then wget -q -O /dev/null -T {t} {q(url)} "
+        f"|| {{ [ $? -eq 139 ] && wget -q -O /dev/null {q(url)}; }}; "
         f"elif command -v busybox >/dev/null 2>&1; then busybox wget -q -O /dev/null {q(url)}; "
         f"elif command -v perl >/dev/null 2>&1; then perl -e {q(_PERL)} {port} {q(path)} {t}; "
         f"elif command -v bash >/dev/null 2>&1; then bash -c "
