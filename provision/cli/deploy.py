@@ -13,13 +13,15 @@ from __future__ import annotations
 import shlex
 import sys
 from dataclasses import asdict
+from typing import Any
 
 from invoke.context import Context
 from invoke.exceptions import Exit
 
 from provision.cli.common import dockyard_task, emit_json, load, options
 from provision.errors import EXIT_FAILED, InputError
-from provision.phases.deploy import deploy_host
+from provision.phases.deploy import app_urls, deploy_host
+from provision.phases.host import resolve_host
 
 __all__ = ["deploy", "exec_", "logs", "status"]
 
@@ -61,8 +63,10 @@ def deploy(
     opts = options(ctx, env, playbook, json, verbose)
     pb = load(opts)
     reporter = Reporter(json_mode=opts.json, verbose=opts.verbose)
+    host = resolve_host(pb)  # the lookup deploy_host would make; kept for the URLs
     result = deploy_host(
         pb,
+        host=host,
         check=check,
         diff=diff,
         reporter=reporter,
@@ -72,6 +76,8 @@ def deploy(
         verbose=opts.verbose,
     )
     reporter.recap([result.recap])
+    urls = {} if check or result.failed else deployed_urls(pb, host, app)
+    print_urls(urls, reporter)
     if opts.json:
         emit_json(
             to_json(
@@ -82,11 +88,26 @@ def deploy(
                     "environment": pb.environment,
                     "built": result.built,
                     "orphans": result.orphans,
+                    "urls": urls,
                 },
             )
         )
     if result.failed:
         raise Exit(code=EXIT_FAILED)
+
+
+def deployed_urls(pb: Any, host: Any, only: list[str] | None) -> dict[str, str]:
+    """Where the apps this run deployed answer (all of them, or the `--app` ones)."""
+    urls = app_urls(pb, host)
+    return {name: url for name, url in urls.items() if not only or name in only}
+
+
+def print_urls(urls: dict[str, str], reporter: Any) -> None:
+    """After the recap: the apps are deployed by then, so the URLs answer (also `up`'s)."""
+    if urls:
+        reporter.info("apps:")
+        for name, url in urls.items():
+            reporter.info(f"  {name:<12} {url}")
 
 
 def _size(n: int | None) -> str:

@@ -14,6 +14,7 @@ from invoke.exceptions import Exit
 
 from provision.cli.aws import CHECK_HELP, YES_HELP, confirm_teardown, finish_provider, host_json
 from provision.cli.common import dockyard_task, emit_json, load, options
+from provision.cli.deploy import print_urls
 from provision.errors import EXIT_FAILED
 from provision.phases.up import UpResult, run_recreate, run_up
 
@@ -26,10 +27,8 @@ def finish(command: str, pb: Any, result: UpResult, reporter: Any, opts: Any, ch
     from provision.report import to_json
 
     reporter.recap([result.recap])
-    if result.urls and not check:
-        reporter.info("apps:")
-        for name, url in result.urls.items():
-            reporter.info(f"  {name:<12} {url}")
+    if not check:
+        print_urls(result.urls, reporter)
     if opts.json:
         emit_json(to_json([result.recap], {
             "command": command, "check": check, "environment": pb.environment,
