@@ -3,7 +3,7 @@
     invoke deploy -e ENV [--app NAME ...] [--check] [--diff] [--prune] [--prune-volumes] [--json] [-v]
     invoke status -e ENV [--json]
     invoke logs   -e ENV --app NAME [-f] [-n N]
-    invoke exec   -e ENV --app NAME -- CMD [ARG ...]      (or --cmd "CMD ARG ...")
+    invoke exec   -e ENV --app NAME [-t] [--env KEY=VALUE ...] -- CMD [ARG ...]      (or --cmd "CMD ARG ...")
 
 The deploy core is provision.phases.deploy's `deploy_host`; here: options, the recap, tables, `--json`, exit codes.
 """
@@ -192,29 +192,57 @@ def _exec_argv(ctx: Context, cmd: str) -> list[str]:
     return []
 
 
+def split_env_words(words: list[str] | None) -> tuple[str | None, list[str]]:
+    """`exec`'s `-e/--env` is repeatable: a word with `=` is a variable for the command (`--env KEY=VALUE`, as
+    docker exec's), one without is the environment NAME as everywhere else (names never hold `=`)."""
+    names = [w for w in words or () if "=" not in w]
+    assignments = [w for w in words or () if "=" in w]
+    if len(names) > 1:
+        raise InputError.single(f"-e/--env: one environment NAME, got {len(names)} ({', '.join(names)}); "
+                                "variables for the command are KEY=VALUE")
+    return (names[0] if names else None), assignments
+
+
 @dockyard_task(
     connects=True,
     name="exec",
-    help={"app": "the app to run the command in", "cmd": "the command as one string (or give it after --)"},
+    help={
+        "app": "the app to run the command in",
+        "cmd": "the command as one string (or give it after --)",
+        "env": "environment NAME (playbooks/NAME.yml); repeat as KEY=VALUE to set a variable for the command",
+        "tty": "a terminal for the command (interactive: createsuperuser, a shell); keys are forwarded",
+    },
+    iterable=["env"],
 )
 def exec_(
     ctx: Context,
-    env: str | None = None,
+    env: list[str] | None = None,
     playbook: str | None = None,
     json: bool = False,
     verbose: bool = False,
     app: str = "",
     cmd: str = "",
+    tty: bool = False,
 ) -> None:
     """Run a command in an app's running container; exits with the command's exit code."""
     # deferred: paramiko, pydantic, rich load when a command runs, not for `dockyard --help`
-    from provision.phases.inspect import exec_in_app
+    from provision.exec_tty import parse_env
+    from provision.phases.inspect import exec_in_app, exec_tty_in_app
 
-    opts = options(ctx, env, playbook, json, verbose)
+    env_name, assignments = split_env_words(env)
+    opts = options(ctx, env_name, playbook, json, verbose)
     pb = load(opts)
+    try:
+        variables = parse_env(assignments)
+    except ValueError as exc:
+        raise InputError.single(str(exc), pb.source) from None
     argv = _exec_argv(ctx, cmd)
     if not app or not argv:
-        raise InputError.single("usage: exec --app NAME -- CMD [ARG ...]", pb.source)
-    code = exec_in_app(pb, app, argv, stdout=sys.stdout.buffer, stderr=sys.stderr.buffer)
+        raise InputError.single("usage: exec --app NAME [-t] [--env KEY=VALUE ...] -- CMD [ARG ...]", pb.source)
+    if tty:
+        stdin_fd = sys.stdin.fileno() if sys.stdin is not None and not sys.stdin.closed else None
+        code = exec_tty_in_app(pb, app, argv, env=variables, stdin_fd=stdin_fd, stdout=sys.stdout.buffer)
+    else:
+        code = exec_in_app(pb, app, argv, env=variables, stdout=sys.stdout.buffer, stderr=sys.stderr.buffer)
     if code:
         raise Exit(code=code)
