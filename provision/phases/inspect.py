@@ -10,6 +10,7 @@ from typing import Any, BinaryIO
 
 from provision.deploy import AppStatus, find_container
 from provision.deploy import status as app_status
+from provision.errors import StepFailed
 from provision.exec_tty import docker_exec_argv, run_with_tty
 from provision.phases.host import remote_for
 from provision.spec import Playbook
@@ -58,4 +59,7 @@ def exec_tty_in_app(pb: Playbook, app: str, argv: list[str], *, stdin_fd: int | 
     with remote_for(pb) as remote:
         cid = find_container(pb, remote, app)
         line = command_line(docker_exec_argv(cid, argv, env or {}, tty=True), sudo=False, user=remote.user)
-        return run_with_tty(remote.open_channel, line, stdin_fd=stdin_fd, out=stdout)
+        code = run_with_tty(remote.open_channel, line, stdin_fd=stdin_fd, out=stdout)
+    if code < 0:  # the channel closed without an exit status
+        raise StepFailed(f"exec -t in app {app}: the session ended without an exit status (connection lost?)")
+    return code

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import os
 import shlex
+import socket
 import termios
 
 import pytest
 
 from provision.cli.deploy import split_env_words
 from provision.errors import InputError
-from provision.exec_tty import docker_exec_argv, parse_env, raw_terminal
+from provision.exec_tty import bridge, docker_exec_argv, parse_env, raw_terminal
 from provision.sshconn import command_line
 
 pytestmark = pytest.mark.unit
@@ -73,3 +75,62 @@ def test_raw_terminal_leaves_a_pipe_alone() -> None:
     finally:
         os.close(read)
         os.close(write)
+
+
+class FakeChannel:
+    """A session channel that prompts, answers the first line it is sent, then exits 7 (select-able through a
+    socketpair, as paramiko's channel is through its pipe)."""
+
+    def __init__(self) -> None:
+        self._signal, self._wake = socket.socketpair()
+        self._pending: list[bytes] = []
+        self.sent = b""
+        self.status: int | None = None
+        self.eof_received = False
+        self.closed = False
+        self._push(b"Username: ")
+
+    def _push(self, data: bytes) -> None:
+        self._pending.append(data)
+        self._wake.send(b".")
+
+    def fileno(self) -> int:
+        return self._signal.fileno()
+
+    def recv_ready(self) -> bool:
+        return bool(self._pending)
+
+    def recv(self, n: int) -> bytes:
+        self._signal.recv(1)
+        return self._pending.pop(0)
+
+    def sendall(self, data: bytes) -> None:
+        self.sent += data
+        if b"\n" in self.sent and self.status is None:
+            self._push(b"got " + self.sent.split(b"\n")[0] + b"\r\n")
+            self.status = 7
+
+    def exit_status_ready(self) -> bool:
+        return self.status is not None
+
+    def recv_exit_status(self) -> int:
+        return -1 if self.status is None else self.status
+
+    def close(self) -> None:
+        self._signal.close()
+        self._wake.close()
+
+
+def test_bridge_copies_both_ways_and_returns_the_exit_status() -> None:
+    chan = FakeChannel()
+    read, write = os.pipe()
+    os.write(write, b"alice\n")
+    os.close(write)  # a piped stdin: its end is sent as Ctrl-D
+    out = io.BytesIO()
+    try:
+        assert bridge(chan, read, out, stdin_is_tty=False) == 7
+    finally:
+        os.close(read)
+        chan.close()
+    assert out.getvalue() == b"Username: got alice\r\n"
+    assert chan.sent.startswith(b"alice\n")
