@@ -125,8 +125,15 @@ def load_playbook(path: Path | str) -> Playbook:
         raise InputError(problems) from None
     # `_locs` is for check_contexts (lines of `apps.*.context`); pydantic keeps it, unvalidated, beside _source
     object.__setattr__(playbook, "__pydantic_private__", {**(playbook.__pydantic_private__ or {}),
-                                                           "_source": resolved, "_locs": locs})
+                                                           "_source": resolved, "_locs": locs,
+                                                           "_environment_from_file_name": env_from_stem})
     return playbook
+
+
+def environment_from_file_name(playbook: Playbook) -> bool:
+    """True when no `environment:` was written (in the file or a base it extends): the name is the file's stem,
+    so a copy of the file under another name is another environment (`up`'s guard asks before creating it)."""
+    return bool((playbook.__pydantic_private__ or {}).get("_environment_from_file_name"))
 
 
 def check_contexts(playbook: Playbook) -> list[Problem]:

@@ -3,7 +3,7 @@
     invoke deploy -e ENV [--app NAME ...] [--check] [--diff] [--prune] [--prune-volumes] [--json] [-v]
     invoke status -e ENV [--json]
     invoke logs   -e ENV --app NAME [-f] [-n N]
-    invoke exec   -e ENV --app NAME -- CMD [ARG ...]      (or --cmd "CMD ARG ...")
+    invoke exec   -e ENV --app NAME [-t] [--env KEY=VALUE ...] -- CMD [ARG ...]      (or --cmd "CMD ARG ...")
 
 The deploy core is provision.phases.deploy's `deploy_host`; here: options, the recap, tables, `--json`, exit codes.
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 import shlex
 import sys
 from dataclasses import asdict
+from typing import Any
 
 from invoke.context import Context
 from invoke.exceptions import Exit
@@ -20,7 +21,8 @@ from invoke.exceptions import Exit
 from provision.cli.common import dockyard_task, emit_json, load, options
 from provision.cli.lock import LOCK_WAIT_HELP, lock_request
 from provision.errors import EXIT_FAILED, InputError
-from provision.phases.deploy import deploy_host
+from provision.phases.deploy import app_urls, deploy_host
+from provision.phases.host import resolve_host
 
 __all__ = ["deploy", "exec_", "logs", "status"]
 
@@ -64,8 +66,10 @@ def deploy(
     opts = options(ctx, env, playbook, json, verbose)
     pb = load(opts)
     reporter = Reporter(json_mode=opts.json, verbose=opts.verbose)
+    host = resolve_host(pb)  # the lookup deploy_host would make; kept for the URLs
     result = deploy_host(
         pb,
+        host=host,
         check=check,
         diff=diff,
         reporter=reporter,
@@ -76,6 +80,8 @@ def deploy(
         lock=lock_request(pb, "deploy", lock_wait),
     )
     reporter.recap([result.recap])
+    urls = {} if check or result.failed else deployed_urls(pb, host, app)
+    print_urls(urls, reporter)
     if opts.json:
         emit_json(
             to_json(
@@ -86,11 +92,26 @@ def deploy(
                     "environment": pb.environment,
                     "built": result.built,
                     "orphans": result.orphans,
+                    "urls": urls,
                 },
             )
         )
     if result.failed:
         raise Exit(code=EXIT_FAILED)
+
+
+def deployed_urls(pb: Any, host: Any, only: list[str] | None) -> dict[str, str]:
+    """Where the apps this run deployed answer (all of them, or the `--app` ones)."""
+    urls = app_urls(pb, host)
+    return {name: url for name, url in urls.items() if not only or name in only}
+
+
+def print_urls(urls: dict[str, str], reporter: Any) -> None:
+    """After the recap: the apps are deployed by then, so the URLs answer (also `up`'s)."""
+    if urls:
+        reporter.info("apps:")
+        for name, url in urls.items():
+            reporter.info(f"  {name:<12} {url}")
 
 
 def _size(n: int | None) -> str:
@@ -177,29 +198,57 @@ def _exec_argv(ctx: Context, cmd: str) -> list[str]:
     return []
 
 
+def split_env_words(words: list[str] | None) -> tuple[str | None, list[str]]:
+    """`exec`'s `-e/--env` is repeatable: a word with `=` is a variable for the command (`--env KEY=VALUE`, as
+    docker exec's), one without is the environment NAME as everywhere else (names never hold `=`)."""
+    names = [w for w in words or () if "=" not in w]
+    assignments = [w for w in words or () if "=" in w]
+    if len(names) > 1:
+        raise InputError.single(f"-e/--env: one environment NAME, got {len(names)} ({', '.join(names)}); "
+                                "variables for the command are KEY=VALUE")
+    return (names[0] if names else None), assignments
+
+
 @dockyard_task(
     connects=True,
     name="exec",
-    help={"app": "the app to run the command in", "cmd": "the command as one string (or give it after --)"},
+    help={
+        "app": "the app to run the command in",
+        "cmd": "the command as one string (or give it after --)",
+        "env": "environment NAME (playbooks/NAME.yml); repeat as KEY=VALUE to set a variable for the command",
+        "tty": "a terminal for the command (interactive: createsuperuser, a shell); keys are forwarded",
+    },
+    iterable=["env"],
 )
 def exec_(
     ctx: Context,
-    env: str | None = None,
+    env: list[str] | None = None,
     playbook: str | None = None,
     json: bool = False,
     verbose: bool = False,
     app: str = "",
     cmd: str = "",
+    tty: bool = False,
 ) -> None:
     """Run a command in an app's running container; exits with the command's exit code."""
     # deferred: paramiko, pydantic, rich load when a command runs, not for `dockyard --help`
-    from provision.phases.inspect import exec_in_app
+    from provision.exec_tty import parse_env
+    from provision.phases.inspect import exec_in_app, exec_tty_in_app
 
-    opts = options(ctx, env, playbook, json, verbose)
+    env_name, assignments = split_env_words(env)
+    opts = options(ctx, env_name, playbook, json, verbose)
     pb = load(opts)
+    try:
+        variables = parse_env(assignments)
+    except ValueError as exc:
+        raise InputError.single(str(exc), pb.source) from None
     argv = _exec_argv(ctx, cmd)
     if not app or not argv:
-        raise InputError.single("usage: exec --app NAME -- CMD [ARG ...]", pb.source)
-    code = exec_in_app(pb, app, argv, stdout=sys.stdout.buffer, stderr=sys.stderr.buffer)
+        raise InputError.single("usage: exec --app NAME [-t] [--env KEY=VALUE ...] -- CMD [ARG ...]", pb.source)
+    if tty:
+        stdin_fd = sys.stdin.fileno() if sys.stdin is not None and not sys.stdin.closed else None
+        code = exec_tty_in_app(pb, app, argv, env=variables, stdin_fd=stdin_fd, stdout=sys.stdout.buffer)
+    else:
+        code = exec_in_app(pb, app, argv, env=variables, stdout=sys.stdout.buffer, stderr=sys.stderr.buffer)
     if code:
         raise Exit(code=code)

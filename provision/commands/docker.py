@@ -126,8 +126,9 @@ def http_probe(port: int, path: str, timeout: float, *, host: str = "", ok_below
     """A POSIX sh command that succeeds when GET http://127.0.0.1:PORT/PATH (with `Host: host` when given)
     answers with a status in 200..ok_below-1 (redirects are not followed: a 3xx counts as an answer).
 
-    (Debian's busybox 1.35 wget segfaults with -T: the engine's health timeout bounds it instead. wget and
-    busybox wget fail on any 4xx, so with them only 2xx/3xx pass.)"""
+    (Debian's busybox 1.35 wget segfaults with -T: the engine's health timeout bounds it instead; when `wget`
+    itself is that busybox, the -T attempt crashes and the probe asks once more without it. wget and busybox
+    wget fail on any 4xx, so with them only 2xx/3xx pass.)"""
     url = f"http://127.0.0.1:{port}{path}"
     t = f"{max(timeout, 1.0):g}"
     q = shlex.quote
@@ -140,7 +141,9 @@ def http_probe(port: int, path: str, timeout: float, *, host: str = "", ok_below
         f"elif command -v node >/dev/null 2>&1; then node -e {q(_NODE)} {q(url)} {t} {q(host)} {ok_below}; "
         f"elif command -v curl >/dev/null 2>&1; then c=$(curl -sS -o /dev/null -w '%{{http_code}}' -m {t}"
         f"{curl_header} {q(url)}) && [ \"$c\" -ge 200 ] && [ \"$c\" -lt {ok_below} ]; "
-        f"elif command -v wget >/dev/null 2>&1; then wget -q -O /dev/null -T {t}{header} {q(url)}; "
+        # a `wget` that is Debian's busybox 1.35 segfaults (139) on -T before sending anything: ask again without
+        f"elif command -v wget >/dev/null 2>&1; then wget -q -O /dev/null -T {t}{header} {q(url)} "
+        f"|| {{ [ $? -eq 139 ] && wget -q -O /dev/null{header} {q(url)}; }}; "
         f"elif command -v busybox >/dev/null 2>&1; then busybox wget -q -O /dev/null{header} {q(url)}; "
         f"elif command -v perl >/dev/null 2>&1; then perl -e {q(_PERL)} {port} {q(path)} {t} {q(host)} {ok_below}; "
         f"elif command -v bash >/dev/null 2>&1; then bash -c "

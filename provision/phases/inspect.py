@@ -5,13 +5,16 @@ to the binary streams it is given); the CLI only parses options and prints.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, BinaryIO
 
 from provision.deploy import AppStatus, find_container
 from provision.deploy import status as app_status
+from provision.errors import StepFailed
+from provision.exec_tty import docker_exec_argv, run_with_tty
 from provision.phases.host import remote_for
 from provision.spec import Playbook
+from provision.sshconn import command_line
 
 
 def status_rows(pb: Playbook) -> list[AppStatus]:
@@ -32,15 +35,31 @@ def log_chunks(pb: Playbook, app: str, *, lines: int, follow: bool) -> Iterator[
             yield api.logs(cid, tail=tail)
 
 
-def exec_in_app(pb: Playbook, app: str, argv: list[str], *, stdout: BinaryIO, stderr: BinaryIO) -> int:
-    """Run `argv` in the app's running container, streaming its output; returns its exit code."""
+def exec_in_app(pb: Playbook, app: str, argv: list[str], *, stdout: BinaryIO, stderr: BinaryIO,
+                env: Mapping[str, str] | None = None) -> int:
+    """Run `argv` in the app's running container (with `env` added to its environment), streaming its output;
+    returns its exit code."""
     with remote_for(pb) as remote:
         api = remote.docker(timeout=None).api
         cid = find_container(pb, remote, app)
-        exec_id = api.exec_create(cid, argv, stdout=True, stderr=True)["Id"]
+        exec_id = api.exec_create(cid, argv, stdout=True, stderr=True,
+                                  environment=[f"{k}={v}" for k, v in (env or {}).items()] or None)["Id"]
         for out, err in api.exec_start(exec_id, stream=True, demux=True):
             for stream, data in ((stdout, out), (stderr, err)):
                 if data:
                     stream.write(data)
                     stream.flush()
         return int(api.exec_inspect(exec_id).get("ExitCode") or 0)
+
+
+def exec_tty_in_app(pb: Playbook, app: str, argv: list[str], *, stdin_fd: int | None, stdout: BinaryIO,
+                    env: Mapping[str, str] | None = None) -> int:
+    """`exec -t`: `argv` in the app's running container behind a terminal (`docker exec -i -t` on a pty
+    channel of the host's SSH connection), the local terminal's keys forwarded; returns its exit code."""
+    with remote_for(pb) as remote:
+        cid = find_container(pb, remote, app)
+        line = command_line(docker_exec_argv(cid, argv, env or {}, tty=True), sudo=False, user=remote.user)
+        code = run_with_tty(remote.open_channel, line, stdin_fd=stdin_fd, out=stdout)
+    if code < 0:  # the channel closed without an exit status
+        raise StepFailed(f"exec -t in app {app}: the session ended without an exit status (connection lost?)")
+    return code

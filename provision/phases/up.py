@@ -26,6 +26,7 @@ from provision.phases.host import (
 )
 from provision.phases.lock import LockRequest, holding_lock
 from provision.phases.setup import setup_host
+from provision.providers import find_host
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,22 @@ class RecreateResult:
     @property
     def failed(self) -> bool:
         return self.recap.failed
+
+
+def new_host_named_by_file(pb: Any, *, find: Callable[[Any], Any] = find_host) -> str | None:
+    """What `up` would create, in one line, when the host does not exist yet and the playbook's environment is
+    only its file name (no `environment:`): a copied playbook would otherwise silently provision a second host.
+    None when nothing needs confirming (the host exists, `environment:` is set, or provider `existing`)."""
+    # deferred: pydantic (through provision.playbook) loads when a command runs, not for `dockyard --help`
+    from provision.playbook import environment_from_file_name
+
+    if pb.provider == "existing" or not environment_from_file_name(pb) or find(pb) is not None:
+        return None
+    if pb.provider == "aws":
+        where = f"an EC2 {pb.host.instance_type} instance {host_label(pb)} in {pb.host.region or 'the default region'}"
+    else:
+        where = f"a sandbox container dockyard-{host_label(pb)} on this machine's Docker engine"
+    return f"{where} for environment {pb.environment!r} (project {pb.project!r})"
 
 
 def run_up(pb: Any, *, reporter: Any, check: bool = False, diff: bool = False, resize: bool = False,

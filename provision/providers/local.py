@@ -351,10 +351,8 @@ def ensure_host(pb: Any, *, check: bool = False, resize: bool = False, reporter:
         wait_for_ssh(BIND_ADDRESS, found.ssh_port, timeout=ssh_timeout, interval=0.5, connect_timeout=5.0,
                      what=f"sandbox {desired.name}", progress=bar.update)
     pin_host_key(client, found.container_id, pb.known_hosts_file, found.ssh_port)
-    info = host_info(pb, found, key_file)
-    for app, url in info.data["urls"].items():
-        reporter.info(f"app {app}: {url}")
-    return info
+    # the apps' URLs are not printed here: nothing answers on them before deploy (`up` prints them after it)
+    return host_info(pb, found, key_file)
 
 
 def find_host(pb: Any, *, client: Any = None) -> HostInfo | None:

@@ -92,8 +92,13 @@ def test_up_on_a_fresh_local_sandbox_then_noop_then_one_app_changed_then_teardow
     sandbox = f"dockyard-{project}-{ENVIRONMENT}"
     try:
         # --- up on nothing: provision, engine over SSH, three apps -----------------------------------------
-        first = json_of(dockyard(env, "up", "-p", str(playbook), "--json"))
+        done = dockyard(env, "up", "-p", str(playbook), "--json")
+        first = json_of(done)
         assert first["ok"] is True and first["failed"] == 0 and first["command"] == "up"
+        # the URLs come after the apps are deployed (after the recap), never at provision time
+        web_url = first["urls"]["web"]
+        assert done.stderr.count(web_url) == 1 and done.stderr.index(web_url) > done.stderr.index("RECAP"), \
+            explain(done)
         assert first["host"]["id"] and first["host"]["state"] == "running"
         by_task = {t["task"]: t for t in tasks(first)}
         assert by_task["local sandbox"]["status"] == "changed"
