@@ -25,6 +25,7 @@ from provision.commands.docker import (
     label_filters,
 )
 from provision.commands.proxy import LABEL_DOMAINS, LABEL_PORT, LABEL_ROLE, ROLE_PROXY
+from provision.spec_app import check_domain
 
 _HEALTH = re.compile(r"\((healthy|unhealthy|health: starting)\)")
 
@@ -163,7 +164,8 @@ def parse_container(doc: dict[str, Any]) -> ContainerFact:
         created=int(doc.get("Created", 0)),
         ports=tuple(sorted(set(ports), key=lambda p: (p.host_port, p.host_ip))),
         config_text=labels.get(LABEL_CONFIG, ""),
-        domains=tuple(d for d in labels.get(LABEL_DOMAINS, "").split(",") if d)[:100],
+        # read from the host: only names a playbook could have given reach the proxy's config
+        domains=tuple(d for d in labels.get(LABEL_DOMAINS, "")[:8192].split(",") if d and not check_domain(d))[:100],
         proxy_port=int(port) if (port := labels.get(LABEL_PORT, "")).isdigit() and len(port) <= 5 else None,
         role=labels.get(LABEL_ROLE, ""),
         networks=tuple(sorted(((doc.get("NetworkSettings") or {}).get("Networks") or {}).keys())),

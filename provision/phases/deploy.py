@@ -69,6 +69,9 @@ def deploy_host(
 def app_urls(pb: Any, host: Any) -> dict[str, str]:
     out = {}
     for name, app in pb.apps.items():
+        if app.domains and pb.proxy is not None:
+            out[name] = _routed_url(pb, app.domains[0], host)
+            continue
         if app.publish is None:
             continue
         if host is not None and host.published:
@@ -79,3 +82,15 @@ def app_urls(pb: Any, host: Any) -> dict[str, str]:
         address = app.publish.host_ip or (getattr(host, "public_address", None) or pb.host.address or "HOST")
         out[name] = f"http://{address}:{app.publish.host_port}/"
     return out
+
+
+def _routed_url(pb: Any, domain: str, host: Any) -> str:
+    """A routed app's URL: its first domain on the proxy's port (https unless tls: off). On the sandbox the
+    proxy's port is mapped to a 127.0.0.1 port, and the name must resolve there (e.g. an /etc/hosts line)."""
+    tls = pb.proxy.tls != "off"
+    binding = pb.proxy.https if tls else pb.proxy.http
+    scheme, default = ("https", 443) if tls else ("http", 80)
+    port = binding.host_port
+    if host is not None and host.published and port in host.published:
+        return f"{scheme}://{domain}:{host.published[port]}/ (resolve {domain} to 127.0.0.1)"
+    return f"{scheme}://{domain}/" if port == default else f"{scheme}://{domain}:{port}/"

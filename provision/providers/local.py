@@ -81,7 +81,9 @@ def may_generate_key(pb: Any) -> bool:
 
 
 def publish_ports(pb: Any) -> tuple[int, ...]:
-    return wanted_ports(app.publish.host_port for app in pb.apps.values() if app.publish is not None)
+    """The sandbox's ports mapped to 127.0.0.1: the apps' `publish` ports and the front proxy's."""
+    proxy = tuple(b.host_port for b in pb.proxy.bindings) if getattr(pb, "proxy", None) is not None else ()
+    return wanted_ports((*(app.publish.host_port for app in pb.apps.values() if app.publish is not None), *proxy))
 
 
 def app_urls(pb: Any, published: Mapping[int, int]) -> dict[str, str]:
