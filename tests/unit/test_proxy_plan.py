@@ -247,3 +247,16 @@ def test_the_switch_keeps_the_old_upstream_draining_and_a_failed_load_changes_no
     assert ctx.proxy.routes["docs"].upstream == "new:8080"  # unchanged: the proxy still routes there
     sync(ctx, app="docs")
     assert ctx.proxy.routes["docs"].draining == () and len(api.loaded) == 2
+
+
+def test_diff_shows_a_route_change(tmp_path: Path) -> None:
+    old = routed_app(tmp_path, "v1")
+    moved = DesiredApp(old.name, old.image, old.build, container_config(
+        P, E, "docs", AppSpec.model_validate({"dockerfile": "Dockerfile", "port": 8080, "env": {"V": "v1"},
+                                              "domains": ["docs2.example.com"]}),
+        image=old.image, build_hash=old.build_hash, secret_digests={}, ssh_user="root", read_only=False),
+        ())
+    (change,) = plan_container(moved, parse(P, E, [container_doc(old, "old1")], [], [], []), proxy=True)
+    assert "domains: docs.example.com (through the proxy, to port 8080)" in (change.before or "")
+    assert "domains: docs2.example.com (through the proxy, to port 8080)" in (change.after or "")
+    assert change.data["route"] == {"domains": ["docs2.example.com"], "upstream": f"{moved.container.name}:8080"}
