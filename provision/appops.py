@@ -292,6 +292,21 @@ def start_container(ctx: DeployContext, *, id: str) -> None:
     _api(ctx).start(id)
 
 
+def run_once(ctx: DeployContext, *, argv: tuple[str, ...], label: str, name: str,
+             redact: tuple[str, ...] = ()) -> None:
+    """A one-off container (`docker run --rm`, the release command): its exit code decides; on failure the
+    (redacted) tail of its output is the message. A leftover of an interrupted run is removed first."""
+    remove_container(ctx, id=name, ignore_errors=True)
+    with ctx.progress(f"{label}: running the release command"):
+        result = ctx.remote.run(argv, check=False, timeout=3600)
+    if result.exit_code != 0:
+        clean = ctx.redactor(redact)
+        output = "\n".join(clean((result.stdout or "") + (result.stderr or "")).rstrip().splitlines()[-LOG_TAIL:])
+        raise StepFailed(f"{label}: the release command failed (exit {result.exit_code}); the new release was "
+                         "not started, the old one keeps serving" + (f"\nlast output lines:\n{output}" if output
+                                                                      else ""))
+
+
 def container_logs(ctx: DeployContext, container_id: str, lines: int = LOG_TAIL) -> str:
     try:
         raw = _api(ctx).logs(container_id, stdout=True, stderr=True, tail=lines)
@@ -371,5 +386,6 @@ ENGINE_HANDLERS: dict[str, Callable[..., Any]] = {
     "container.connect": connect_container, "container.stop": stop_container, "container.start": start_container,
     "container.logs": lambda ctx, *, id, lines=LOG_TAIL: container_logs(ctx, id, lines),
     "image.pull": pull_image, "proxy.route": route, "proxy.unroute": unroute, "proxy.sync": sync,
+    "container.run_once": run_once,
 }
 assert set(ENGINE_HANDLERS) == ENGINE_OPS - {"container.create"}  # an app's container: `docker create` (Argv)

@@ -119,6 +119,7 @@ def desired_apps(playbook: Playbook, names: Iterable[str], secrets: Any, ssh_use
             ssh_user=ssh_user,
             read_only=read_only,
             tmpfs=tmpfs,
+            release_command=app.release_command if app.release_command is not None else rendered.release_command,
         )
         if app.secrets:  # the env file is written by deploy's executor from the secret source; check it here
             try:

@@ -25,7 +25,7 @@ ENGINE_OPS = frozenset({
     "network.create", "network.remove", "volume.create", "volume.remove", "image.build", "image.remove",
     "image.ship", "container.create", "container.remove", "container.rename", "container.connect",
     "container.stop", "container.start", "container.logs", "image.pull",
-    "proxy.route", "proxy.unroute", "proxy.sync",
+    "proxy.route", "proxy.unroute", "proxy.sync", "container.run_once",
 })
 EC2_OPS = frozenset({
     "key_pair.import", "key_pair.delete", "security_group.create", "security_group.delete",

@@ -66,6 +66,7 @@ class TemplateInfo:
     defaults: Mapping[str, Any] = field(default_factory=dict)
     # name → {default, required, description}
     variables: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    release_command: tuple[str, ...] = ()  # the default `release_command` of apps using it
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,7 @@ class RenderedDockerfile:
     variables: Mapping[str, Any] = field(default_factory=dict)  # the merged variables (template apps)
     read_only: bool = False  # the template says the image runs with a read-only root filesystem
     writable: tuple[str, ...] = ()  # paths that then need a tmpfs
+    release_command: tuple[str, ...] = ()  # the template's default release command
 
     @property
     def sha256(self) -> str:
@@ -196,9 +198,13 @@ def template_info(name: str, playbook: Playbook | None = None, key_path: str = "
     variables = {k: (v if isinstance(v, dict) else {"default": v})
                  for k, v in (meta.get("vars") or {}).items()}
     defaults = {k: v["default"] for k, v in variables.items() if "default" in v}
+    release = meta.get("release_command") or []
+    if not isinstance(release, list) or not all(isinstance(w, str) for w in release):
+        raise InputError.single("`release_command` in template metadata must be a list of strings", meta_path,
+                                key_path)
     return TemplateInfo(name, path, builtin, str(meta.get("description", "")).strip(),
                         bool(meta.get("read_only", False)), tuple(meta.get("writable") or ()), defaults,
-                        variables)
+                        variables, tuple(release))
 
 
 # --- Dockerfiles -------------------------------------------------------------------------------------------
@@ -249,7 +255,8 @@ def _render_dockerfile(playbook: Playbook, app_name: str) -> RenderedDockerfile:
     if problems:
         raise InputError(problems)
     return RenderedDockerfile(app=app_name, text=text, template=app.template, source=info.path,
-                              variables=variables, read_only=info.read_only, writable=info.writable)
+                              variables=variables, read_only=info.read_only, writable=info.writable,
+                              release_command=info.release_command)
 
 
 def _read_dockerfile(playbook: Playbook, app_name: str) -> RenderedDockerfile:

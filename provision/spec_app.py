@@ -144,6 +144,9 @@ class AppSpec(Frozen):
     build_args: dict[str, ScalarStr] = Field(default_factory=dict)
     build: Literal["host", "local"] = "host"  # local: build on this machine and ship the image
     command: tuple[ScalarStr, ...] | None = None
+    # runs once per new release, before the switch, in a one-off container of the new image ([] = none, not
+    # even the template's default)
+    release_command: tuple[ScalarStr, ...] | None = None
     port: Port | None = None
     publish: PublishSpec | None = None
     env: dict[str, ScalarStr] = Field(default_factory=dict)
@@ -168,6 +171,16 @@ class AppSpec(Frozen):
                 raise ValueError(f"cannot split the command into words: {exc}") from None
         if isinstance(v, list | tuple) and not v:
             raise ValueError("`command` must not be empty (leave it out to use the image's)")
+        return v
+
+    @field_validator("release_command", mode="before")
+    @classmethod
+    def _release_command(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            try:
+                v = tuple(shlex.split(v))
+            except ValueError as exc:
+                raise ValueError(f"cannot split the command into words: {exc}") from None
         return v
 
     @field_validator("publish", mode="before")

@@ -16,6 +16,7 @@ decision of it, undo included); deploy's context executes them (provision.appops
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -258,6 +259,11 @@ def plan_container(desired: DesiredApp, facts: AppFacts, *, proxy: bool = False)
     steps: list[Step] = [Step(f"remove stopped container {c.name}", remove_container(c.id)) for c in dead]
     if cfg.secrets and cfg.env_file:
         steps += env_file_steps(cfg)
+    if cfg.release_command:
+        steps.append(Step(f"run the release command `{shlex.join(cfg.release_command)}` in a one-off container "
+                          f"of {cfg.image}", EngineCall("container.run_once", params(
+                              argv=cfg.release_argv(), label=cfg.app, name=f"{cfg.name}-release",
+                              redact=cfg.secrets))))
     if stop_first:
         steps.append(Step(f"start {cfg.candidate_name} (no published port), wait until healthy; then swap the "
                           f"port from the old container to {cfg.name}", roll_out_published(cfg, old, stop_first)))

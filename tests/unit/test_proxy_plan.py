@@ -260,3 +260,30 @@ def test_diff_shows_a_route_change(tmp_path: Path) -> None:
     assert "domains: docs.example.com (through the proxy, to port 8080)" in (change.before or "")
     assert "domains: docs2.example.com (through the proxy, to port 8080)" in (change.after or "")
     assert change.data["route"] == {"domains": ["docs2.example.com"], "upstream": f"{moved.container.name}:8080"}
+
+
+def test_a_release_command_runs_once_before_the_new_container_with_the_apps_env_volumes_and_secrets(
+        tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text("v2")
+    build = assemble(tmp_path, "FROM base\n")
+    spec = AppSpec.model_validate({"dockerfile": "Dockerfile", "port": 8080, "env": {"MODE": "prod"},
+                                   "secrets": ["DB_PASSWORD"], "volumes": {"data": "/data"},
+                                   "release_command": "python manage.py migrate"})
+    cfg = container_config(P, E, "web", spec, image="shop/web:1", build_hash=build.content_hash,
+                           secret_digests={"DB_PASSWORD": "d"}, ssh_user="root", read_only=True,
+                           release_command=spec.release_command)
+    d = DesiredApp("web", "shop/web:1", build, cfg, ())
+    (change,) = plan_container(d, parse(P, E, [], [], [], []))
+    names = [s.description for s in change.steps]
+    run = next(i for i, n in enumerate(names) if n.startswith("run the release command"))
+    start = next(i for i, n in enumerate(names) if n.startswith("start "))
+    assert run < start  # before the new container exists: a failure leaves the old release serving
+    argv = change.steps[run].op.get("argv")
+    assert argv[:3] == ("docker", "run", "--rm") and argv[-4:] == ("shop/web:1", "python", "manage.py", "migrate")
+    assert "--env-file" in argv and "MODE=prod" in argv and "type=volume,source=shop-prod-web-data,target=/data" in argv
+    assert "--publish" not in argv and "--restart" not in argv and "--read-only" in argv
+    assert "DB_PASSWORD=" not in " ".join(argv)  # secrets come from the env file only
+    # no new release (same config running): nothing runs
+    doc = {"Id": "c1", "Names": ["/" + cfg.name], "Image": cfg.image, "ImageID": "sha256:i", "State": "running",
+           "Status": "Up 1 minute (healthy)", "Created": 1, "Labels": cfg.labels}
+    assert plan_container(d, parse(P, E, [doc], [], [], [])) == []
