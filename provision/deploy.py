@@ -34,6 +34,7 @@ from provision.plan.apps import DesiredApp
 from provision.plan.proxy import desired_proxy, plan_proxy_removal
 from provision.playbook import locate_problems
 from provision.proxyops import upstream_counts
+from provision.releases import git_release, release_id
 from provision.render import render_dockerfile
 from provision.runner import Runner
 from provision.secrets import SecretSource
@@ -92,6 +93,7 @@ def desired_apps(playbook: Playbook, names: Iterable[str], secrets: Any, ssh_use
                 )
             )
     out: list[DesiredApp] = []
+    git = git_release(playbook.base_dir)
     for name in names:
         app = playbook.apps[name]
         try:
@@ -120,6 +122,7 @@ def desired_apps(playbook: Playbook, names: Iterable[str], secrets: Any, ssh_use
             read_only=read_only,
             tmpfs=tmpfs,
             release_command=app.release_command if app.release_command is not None else rendered.release_command,
+            release=release_id(git, build.content_hash),
         )
         if app.secrets:  # the env file is written by deploy's executor from the secret source; check it here
             try:
@@ -128,7 +131,8 @@ def desired_apps(playbook: Playbook, names: Iterable[str], secrets: Any, ssh_use
                 problems.append(Problem(str(exc), playbook.source, f"apps.{name}.secrets"))
                 continue
         volumes = tuple((volume_name(playbook.project, playbook.environment, name, v), v) for v in sorted(app.volumes))
-        out.append(DesiredApp(name, tag, build, cfg, volumes, build_where=app.build, drain=app.drain))
+        out.append(DesiredApp(name, tag, build, cfg, volumes, build_where=app.build, drain=app.drain,
+                              keep_releases=app.keep_releases))
     if problems:
         raise InputError(locate_problems(playbook, problems))
     return out
@@ -202,7 +206,7 @@ def deploy(
         runner.run_task(f"app {d.name}: image", plan.plan_image(d, facts, project=project, environment=env))
         runner.run_task(f"app {d.name}: volumes", plan.plan_volumes(d, facts, project=project, environment=env))
         runner.run_task(f"app {d.name}: container", plan.plan_container(d, facts, proxy=proxy is not None))
-        runner.run_task(f"app {d.name}: old images", plan.plan_image_prune(d, facts))
+        runner.run_task(f"app {d.name}: old images", plan.plan_image_prune(d, facts, keep=d.keep_releases))
 
     with ThreadPoolExecutor(max_workers=MAX_PARALLEL_APPS, thread_name_prefix="dockyard-app") as pool:
         for future in [pool.submit(one, d) for d in desired]:

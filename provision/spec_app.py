@@ -160,6 +160,7 @@ class AppSpec(Frozen):
     read_only: bool | None = None  # default: whatever the template says it supports
     domains: tuple[str, ...] = ()  # host names the front proxy routes to this app (needs `proxy:`)
     drain: Duration = 30.0  # after a switch, how long requests in flight to the old container may run
+    keep_releases: Int = Field(5, ge=1, le=50)  # releases (stopped containers + images) kept for rollback
 
     @field_validator("command", mode="before")
     @classmethod

@@ -36,6 +36,7 @@ LABEL_DOMAINS = "dockyard.domains"  # on an app's container: the host names rout
 LABEL_PORT = "dockyard.port"  # on an app's container: the port the proxy sends requests to
 ROLE_CANDIDATE = "candidate"
 ROLE_RELEASE = "release"  # the one-off container of a release command
+LABEL_RELEASE = "dockyard.release"  # the release id (git short SHA[-dirty] or content hash) a container runs
 
 
 def scope(project: str, environment: str) -> str:
@@ -134,9 +135,11 @@ class ContainerConfig:
     security_opt: tuple[str, ...] = ("no-new-privileges",)
     domains: tuple[str, ...] = ()  # host names the front proxy routes to it (first: the health check's Host)
     release_command: tuple[str, ...] = ()  # run once per new release before the switch (not in the container)
+    release: str = ""  # the release id: a label, NOT in the config hash (a new commit alone changes nothing)
 
     def _canonical(self) -> str:
         doc = asdict(self)
+        del doc["release"]
         doc["v"] = 1
         return json.dumps(doc, sort_keys=True, separators=(",", ":"), default=list)
 
@@ -154,6 +157,8 @@ class ContainerConfig:
         labels[LABEL_CONFIG_HASH] = self.config_hash
         labels[LABEL_BUILD_HASH] = self.build_hash
         labels[LABEL_CONFIG] = self.describe()
+        if self.release:
+            labels[LABEL_RELEASE] = self.release
         if self.domains and self.port is not None:
             labels[LABEL_DOMAINS] = ",".join(self.domains)
             labels[LABEL_PORT] = str(self.port)
@@ -291,6 +296,7 @@ def container_config(
     read_only: bool,
     tmpfs: tuple[str, ...] = ("/tmp",),
     release_command: tuple[str, ...] = (),
+    release: str = "",
 ) -> ContainerConfig:
     """The desired container of one app; `read_only` is resolved (app setting, else template default)."""
     publish = (app.publish.host_ip, app.publish.host_port) if app.publish is not None else None
@@ -320,4 +326,5 @@ def container_config(
         extra_networks=tuple(network_name(project, environment, other) for other in sorted(app.reach)),
         domains=app.domains,
         release_command=release_command,
+        release=release,
     )

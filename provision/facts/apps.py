@@ -21,12 +21,14 @@ from provision.commands.docker import (
     LABEL_CONFIG_HASH,
     LABEL_ENVIRONMENT,
     LABEL_PROJECT,
+    LABEL_RELEASE,
     LABEL_VOLUME,
     label_filters,
 )
 from provision.commands.proxy import LABEL_DOMAINS, LABEL_PORT, LABEL_ROLE, ROLE_PROXY
 from provision.spec_app import check_domain
 
+_RELEASE_ID = re.compile(r"[0-9a-zA-Z][0-9a-zA-Z._-]{0,63}")  # read from the host: shown, never trusted
 _HEALTH = re.compile(r"\((healthy|unhealthy|health: starting)\)")
 
 
@@ -57,6 +59,7 @@ class ContainerFact:
     proxy_port: int | None = None  # the port the proxy sends requests to (label)
     role: str = ""  # "proxy" for the front proxy; "candidate" for a published app's trial container
     networks: tuple[str, ...] = ()
+    release: str = ""  # the release id it runs (label; "" for containers from before releases)
 
     @property
     def upstream(self) -> str | None:
@@ -169,6 +172,7 @@ def parse_container(doc: dict[str, Any]) -> ContainerFact:
         proxy_port=int(port) if (port := labels.get(LABEL_PORT, "")).isdigit() and len(port) <= 5 else None,
         role=labels.get(LABEL_ROLE, ""),
         networks=tuple(sorted(((doc.get("NetworkSettings") or {}).get("Networks") or {}).keys())),
+        release=release if _RELEASE_ID.fullmatch(release := labels.get(LABEL_RELEASE, "")) else "",
     )
 
 

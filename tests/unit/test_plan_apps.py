@@ -75,6 +75,7 @@ def container_doc(
     env: str = E,
     image_id: str = "sha256:img1",
     port: int | None = 18080,
+    created: int = 100,
 ) -> dict:
     h = config_hash or d.container.config_hash
     return {
@@ -84,7 +85,7 @@ def container_doc(
         "ImageID": image_id,
         "State": state,
         "Status": status,
-        "Created": 100,
+        "Created": created,
         "Labels": labels(d.name, env, **{"dockyard.config-hash": h, "dockyard.build-hash": d.build_hash}),
         "Ports": [{"IP": "127.0.0.1", "PrivatePort": 8000, "PublicPort": port, "Type": "tcp"}] if port else [],
     }
@@ -157,8 +158,9 @@ def test_changed_source_rebuilds_and_replaces(tmp_path: Path) -> None:
     assert plan_image(new, f, project=P, environment=E)[0].action == "build"
     (ctr,) = plan_container(new, f)
     assert ctr.action == "replace" and "config hash differs" in ctr.reason
-    roll, remove_old = ctr.steps[-2].op, ctr.steps[-1].op
-    assert remove_old == EngineCall("container.remove", params(id="c1"))  # only after the new one is healthy
+    roll, stop_old = ctr.steps[-2].op, ctr.steps[-1].op
+    # only after the new one is healthy; stopped, not removed: it is the release `rollback` starts again
+    assert stop_old == EngineCall("container.stop", params(id="c1", timeout=10))
     # same host port published by the old container: the new version first proves healthy as a candidate
     # without the port; only then the old one stops and the real one starts on the port (the short gap)
     cfg = new.container
@@ -185,7 +187,7 @@ def test_no_port_overlap_keeps_old_running_until_new_is_healthy(tmp_path: Path) 
     roll = ctr.steps[-2].op
     assert not [op for op in roll.ops if isinstance(op, EngineCall) and op.op == "container.stop"]
     assert roll.on_failure == (EngineCall("container.remove", params(id=new.container.name)),)
-    assert ctr.steps[-1].op == EngineCall("container.remove", params(id="c1"))
+    assert ctr.steps[-1].op == EngineCall("container.stop", params(id="c1", timeout=10))
 
 
 @pytest.mark.parametrize(
@@ -196,26 +198,25 @@ def test_same_hash_but_not_serving_is_replaced(tmp_path: Path, state: str, statu
     (ctr,) = plan_container(d, facts([container_doc(d, state=state, status=status)]))
     assert ctr.action == "replace"
     roll = ctr.steps[-1 if state == "exited" else -2].op
-    if state == "exited":
-        assert ctr.steps[0].op == EngineCall("container.remove", params(id="c1"))
+    if state == "exited":  # the same name as the new one: the roll-out removes it first
+        assert roll.ops[0] == EngineCall("container.remove", params(id=d.container.name, ignore_errors=True))
+        assert not [s for s in ctr.steps if s.op == EngineCall("container.remove", params(id="c1"))]
     else:  # same name as the new one: renamed aside first (a name decided by the plan, not the clock)
         name = d.container.name
         assert roll.ops[0] == EngineCall("container.rename", params(id="c1", name=f"{name}-prev-c1"))
 
 
-def test_stale_leftover_beside_current_is_removed(tmp_path: Path) -> None:
+def test_earlier_releases_are_kept_up_to_keep_releases_and_leftovers_removed(tmp_path: Path) -> None:
     d = desired(tmp_path)
-    (ctr,) = plan_container(
-        d,
-        facts(
-            [
-                container_doc(d),
-                container_doc(d, cid="c0", config_hash="f" * 64, state="exited", status="Exited (0)"),
-            ]
-        ),
-    )
+    earlier = [container_doc(d, cid=f"c{i}", config_hash=f"{i:x}" * 64, state="exited", status="Exited (0)",
+                             created=i) for i in range(1, 7)]
+    candidate = container_doc(d, cid="cand", config_hash="a" * 64, state="running", status="Up")
+    candidate["Labels"]["dockyard.role"] = "candidate"
+    (ctr,) = plan_container(d, facts([container_doc(d, created=10), *earlier, candidate]))
     assert ctr.action == "cleanup"
-    assert [s.op for s in ctr.steps] == [EngineCall("container.remove", params(id="c0"))]
+    # keep_releases 5 = the current one + the 4 newest stopped (c6..c3); c2, c1 and the leftover candidate go
+    assert [s.op for s in ctr.steps] == [EngineCall("container.remove", params(id=i)) for i in ("cand", "c2", "c1")]
+    assert plan_container(d, facts([container_doc(d, created=10), *earlier[2:]])) == []
 
 
 def test_secrets_upload_env_file_before_start(tmp_path: Path) -> None:
@@ -249,7 +250,7 @@ def test_keep_last_three_images(tmp_path: Path) -> None:
     images = [image_doc("web", f"{i:064x}", iid=f"sha256:{i}", created=i) for i in range(1, 6)]
     # the container runs image 1 (the oldest): it must survive
     f = facts([container_doc(d, config_hash="e" * 64, image_id="sha256:1")], images)
-    (prune,) = plan_image_prune(d, f)
+    (prune,) = plan_image_prune(d, f, keep=3)
     removed = [s.op.get("image_id") for s in prune.steps]
     tag3 = image_tag(P, "web", f"{3:064x}")
     assert prune.steps[0].op == EngineCall("image.remove", params(image_id="sha256:3", tags=(tag3,)))
@@ -262,7 +263,7 @@ def test_keep_last_three_when_current_exists(tmp_path: Path) -> None:
     images = [image_doc("web", f"{i:064x}", iid=f"sha256:{i}", created=i) for i in range(1, 5)]
     images.append(image_doc("web", d.build_hash, iid="sha256:cur", created=0))
     f = facts([container_doc(d, image_id="sha256:cur")], images)
-    (prune,) = plan_image_prune(d, f)
+    (prune,) = plan_image_prune(d, f, keep=3)
     assert [s.op.get("image_id") for s in prune.steps] == ["sha256:2", "sha256:1"]
 
 

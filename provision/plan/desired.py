@@ -1,0 +1,25 @@
+"""What deploy wants for one app, computed locally (render, context hash, container config) before any
+fact is read; the planners in provision.plan compare it with the host's facts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from provision.build import BuildContext
+from provision.commands.docker import ContainerConfig
+
+
+@dataclass(frozen=True)
+class DesiredApp:
+    name: str
+    image: str  # tag <project>/<app>:<hash12>
+    build: BuildContext
+    container: ContainerConfig
+    volumes: tuple[tuple[str, str], ...]  # (volume name, short name)
+    build_where: str = "host"  # "local": build on this machine and ship the image (AppSpec.build)
+    drain: float = 30.0  # routed apps: how long the old container's in-flight requests may run after a switch
+    keep_releases: int = 5  # the current release plus this many minus one stopped earlier ones are kept
+
+    @property
+    def build_hash(self) -> str:
+        return self.build.content_hash
