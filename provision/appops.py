@@ -316,7 +316,9 @@ def container_logs(ctx: DeployContext, container_id: str, lines: int = LOG_TAIL)
 
 
 def wait_healthy(ctx: DeployContext, container_id: str, health: Health | None, label: str, limit: float) -> None:
-    """Until the engine says healthy (or, without a health check, the container keeps running `limit`s)."""
+    """Until the engine says healthy (or, without a health check, the container keeps running `limit`s). With
+    `health` None the container's own state decides whether it has a check (a rollback starts a stopped
+    release whose check the plan does not know)."""
     api = _api(ctx)
     started = time.monotonic()
     deadline = started + limit
@@ -327,7 +329,7 @@ def wait_healthy(ctx: DeployContext, container_id: str, health: Health | None, l
             status = state.get("Status")
             if status in ("exited", "dead") or (status == "restarting"):
                 raise StepFailed(f"{label}: the new container stopped (exit code {state.get('ExitCode')})")
-            if health is None:
+            if health is None and not state.get("Health"):
                 if time.monotonic() >= deadline:
                     return
             else:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from provision import ship
@@ -122,8 +122,9 @@ def desired_apps(playbook: Playbook, names: Iterable[str], secrets: Any, ssh_use
             read_only=read_only,
             tmpfs=tmpfs,
             release_command=app.release_command if app.release_command is not None else rendered.release_command,
-            release=release_id(git, build.content_hash),
         )
+        # without git, a release is named by its config hash (env-only changes are releases too)
+        cfg = replace(cfg, release=release_id(git, cfg.config_hash))
         if app.secrets:  # the env file is written by deploy's executor from the secret source; check it here
             try:
                 env_file_content({s: secrets.value(s) for s in app.secrets})

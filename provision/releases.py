@@ -3,7 +3,7 @@
 A release is one container config of an app that was deployed: its container (running = the current release;
 stopped = an earlier one, kept with its image for `rollback`) carries `dockyard.release`, the release id:
 - the git commit of the playbook's repository (short SHA, `-dirty` when the work tree has changes), or
-- without git, the app's content hash (the build hash, 12 characters).
+- without git, the app's config hash (12 characters: the build and every setting that decides the container).
 The id is a label, not part of the config hash: a new commit that changes nothing of an app deploys nothing.
 The last `keep_releases` (default 5) per app are kept; older ones are removed with their images.
 """

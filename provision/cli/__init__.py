@@ -7,11 +7,11 @@ from invoke import Collection, Program
 from invoke.config import Config
 
 from provision import __version__
-from provision.cli import aws, deploy, inspect, lock, pipeline, proxy, setup
+from provision.cli import aws, deploy, inspect, lock, pipeline, proxy, releases, setup
 from provision.cli.common import DEFAULTS
 
 namespace = Collection()
-for _module in (inspect, aws, setup, deploy, pipeline, proxy, lock):
+for _module in (inspect, aws, setup, deploy, pipeline, proxy, releases, lock):
     for _name in getattr(_module, "__all__", ()):
         namespace.add_task(getattr(_module, _name))
 namespace.add_collection(lock.collection)  # lock.acquire, lock.status, lock.release

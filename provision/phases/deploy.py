@@ -59,6 +59,7 @@ def deploy_host(
                                 desired=desired)
             if held is not None:
                 held.apps = list(selection.apps)
+                held.releases = sorted({d.container.release for d in desired if d.container.release})
                 held.finish(failed=result.failed, changed=result.recap.count(Status.CHANGED))
             return result
     finally:

@@ -50,6 +50,7 @@ class HeldLock:
 
     record: LockRecord
     apps: list[str] = field(default_factory=list)
+    releases: list[str] = field(default_factory=list)  # the releases the command deployed or rolled back to
     result: str = "failed"  # until the command says otherwise (an exception leaves it failed)
     exit_code: int = 1
     host_gone: bool = False  # teardown removed the host: its entry and release are tried briefly, quietly
@@ -147,9 +148,9 @@ def read_audit(pb: Any, remote: Any, count: int) -> list[dict[str, Any]]:
 
 
 def audit_entry(request: LockRequest, me: Identity, *, result: str, exit_code: int, apps: Sequence[str] = (),
-                message: str = "") -> dict[str, Any]:
+                message: str = "", releases: Sequence[str] = ()) -> dict[str, Any]:
     return audit.entry(request.command, who=me.who, machine=me.machine, result=result, exit_code=exit_code,
-                       apps=apps, releases=[request.release] if request.release else [],
+                       apps=apps, releases=list(releases) or ([request.release] if request.release else []),
                        message=message or request.message, ci=me.ci)
 
 
@@ -181,7 +182,7 @@ def _close(pb: Any, remote: Any, request: LockRequest, me: Identity, held: HeldL
     timeout = GONE_TIMEOUT if gone else None
     try:
         write_audit(pb, remote, audit_entry(request, me, result=held.result, exit_code=held.exit_code,
-                                            apps=held.apps), timeout=timeout)
+                                            apps=held.apps, releases=held.releases), timeout=timeout)
     except Exception as exc:  # the connection may be what failed the command
         if not gone:
             reporter.warn(f"could not append to the audit log: {hostlock.one_line(str(exc))}")
