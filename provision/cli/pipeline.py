@@ -88,9 +88,9 @@ def up(ctx: Context, env: str | None = None, playbook: str | None = None, json: 
     finish("up", pb, result, reporter, opts, check)
 
 
-@dockyard_task(connects=True, help={"check": CHECK_HELP, "yes": YES_HELP})
+@dockyard_task(connects=True, help={"check": CHECK_HELP, "yes": YES_HELP, "lock_wait": LOCK_WAIT_HELP})
 def recreate(ctx: Context, env: str | None = None, playbook: str | None = None, json: bool = False,
-             verbose: bool = False, check: bool = False, yes: bool = False) -> None:
+             verbose: bool = False, check: bool = False, yes: bool = False, lock_wait: str = "") -> None:
     """Tear the host down, then `up` a fresh one from nothing: provision, setup, deploy."""
     # deferred: rich loads when a command runs, not for `dockyard --help`
     from provision.report import Reporter
@@ -99,7 +99,8 @@ def recreate(ctx: Context, env: str | None = None, playbook: str | None = None, 
     pb = load(opts)
     reporter = Reporter(json_mode=opts.json, verbose=opts.verbose)
     confirm_teardown(pb, check=check, yes=yes, reporter=reporter)
-    result = run_recreate(pb, reporter=reporter, check=check, verbose=opts.verbose)
+    result = run_recreate(pb, reporter=reporter, check=check, verbose=opts.verbose,
+                          lock=lock_request(pb, "recreate", lock_wait))
     removed = [c.to_json() for c in result.removed]
     if result.up is None:  # check mode (or a failed teardown): only the teardown was planned or run
         finish_provider("recreate", pb, result.recap, reporter, opts, check, {"changes": removed})

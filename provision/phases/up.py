@@ -128,14 +128,16 @@ def run_up(pb: Any, *, reporter: Any, check: bool = False, diff: bool = False, r
 
 
 def run_recreate(pb: Any, *, reporter: Any, check: bool = False, verbose: bool = False,
-                 teardown: Callable[..., Any] = teardown_host, phases: Phases = Phases()) -> RecreateResult:
-    """Tear the host down, then `up` a fresh one (in check mode: only the teardown is planned)."""
+                 teardown: Callable[..., Any] = teardown_host, phases: Phases = Phases(),
+                 lock: LockRequest | None = None) -> RecreateResult:
+    """Tear the host down, then `up` a fresh one (in check mode: only the teardown is planned). `lock`: the
+    teardown holds the old host's lock, `up` takes the new host's (each writes its audit entry)."""
     started = time.monotonic()
-    removed = teardown(pb, check=check, reporter=reporter)
+    removed = teardown(pb, check=check, reporter=reporter, **({"lock": lock} if lock is not None else {}))
     if check or removed.failed:
         if check:
             reporter.info("then: provision a fresh host from nothing, set up its engine and deploy every app")
         return RecreateResult(removed.changes, joined_recap(host_label(pb), [removed.recap], started))
-    up = run_up(pb, reporter=reporter, verbose=verbose, phases=phases)
+    up = run_up(pb, reporter=reporter, verbose=verbose, phases=phases, lock=lock)
     recap = joined_recap(host_label(pb), [removed.recap, up.recap], started)
     return RecreateResult(removed.changes, recap, up)

@@ -239,3 +239,11 @@ def test_deferred_imports_stay_deferred() -> None:
     assert _loaded_after("provision.cli", "provision.playbook", "provision.deploy", "provision.remote",
                          "provision.report", "provision.cli.setup") & {
         "docker", "requests", "urllib3", "jinja2", "boto3"} == set()
+
+
+def test_test_modules_have_unique_basenames() -> None:
+    """pytest imports test modules by basename (no __init__.py): two `test_x.py` in different folders make the
+    whole run error out at collection, which the fast tier alone would not show."""
+    names = [p.name for p in (ROOT / "tests").rglob("test_*.py")]
+    assert len(names) > 50  # the folder really is the tests
+    assert sorted(n for n in set(names) if names.count(n) > 1) == []
