@@ -289,7 +289,10 @@ def test_changed_app_alone_is_rebuilt_and_replaced_and_keeps_its_data(env: Env, 
     after = {a: env.running(a)["Id"] for a in ("web", "site", "worker")}
     assert after["web"] != before["web"]
     assert (after["site"], after["worker"]) == (before["site"], before["worker"])
-    assert len(env.containers("web")) == 1  # the old one is gone
+    # the old one is stopped, kept as a release for `rollback` (not serving: the port is the new one's)
+    states = sorted((c["Id"] == after["web"], c["State"]) for c in env.containers("web"))
+    assert states == [(False, "exited"), (True, "running")]
+    assert before["web"] in [c["Id"] for c in env.containers("web")]
     assert http_get(f"http://127.0.0.1:{env.web_port}/")[1].strip() == "hello from web version 2"
     assert http_get(f"http://127.0.0.1:{env.web_port}/data/note") == (200, "written by v1")
     changed = {t.task for t in result.recap.results if t.status.value == "changed"}
@@ -312,7 +315,8 @@ def test_failing_new_version_leaves_the_old_one_serving(env: Env, first) -> None
     assert "last log lines" in failed[0].message
     now = env.running("web")
     assert now["Id"] == old["Id"]
-    assert len(env.containers("web")) == 1  # the failed new container was removed
+    # the failed new container was removed: only the serving one and the stopped earlier release remain
+    assert sorted(c["State"] for c in env.containers("web")) == ["exited", "running"]
     assert http_get(f"http://127.0.0.1:{env.web_port}/")[1].strip() == "hello from web version 2"
     assert env.json_docs[-1]["ok"] is False
 

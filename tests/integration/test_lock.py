@@ -67,9 +67,13 @@ class Env:
         return self.client.api.containers(all=True, filters={"label": [f"dockyard.project={self.project}"]})
 
     def assert_settled(self, round_: int) -> None:
-        """Nothing half-done: one container, running, healthy, of this round; the lock free."""
-        found = self.containers()
-        assert len(found) == 1, [c["Names"] for c in found]
+        """Nothing half-done: one container running, healthy, of this round (earlier rounds' are stopped
+        releases, kept for rollback); no one-off or candidate container left; the lock free."""
+        everything = self.containers()
+        found = [c for c in everything if c["State"] == "running"]
+        assert len(found) == 1, [c["Names"] for c in everything]
+        assert all(c["State"] == "exited" and "dockyard.role" not in c["Labels"] for c in everything
+                   if c not in found), [(c["Names"], c["State"]) for c in everything]
         info = self.client.api.inspect_container(found[0]["Id"])
         assert info["State"]["Health"]["Status"] == "healthy"
         assert f"ROUND={round_}" in info["Config"]["Env"]
