@@ -20,11 +20,13 @@ from provision.commands.docker import (
     LABEL_CONFIG,
     LABEL_CONFIG_HASH,
     LABEL_ENVIRONMENT,
+    LABEL_IMAGE,
     LABEL_PROJECT,
     LABEL_VOLUME,
     label_filters,
 )
 from provision.commands.proxy import LABEL_DOMAINS, LABEL_PORT, LABEL_ROLE, ROLE_PROXY
+from provision.imageref import check_reference
 from provision.spec_app import check_domain
 
 _HEALTH = re.compile(r"\((healthy|unhealthy|health: starting)\)")
@@ -57,6 +59,7 @@ class ContainerFact:
     proxy_port: int | None = None  # the port the proxy sends requests to (label)
     role: str = ""  # "proxy" for the front proxy; "candidate" for a published app's trial container
     networks: tuple[str, ...] = ()
+    image_ref: str = ""  # an image app's reference (label dockyard.image)
 
     @property
     def upstream(self) -> str | None:
@@ -169,6 +172,8 @@ def parse_container(doc: dict[str, Any]) -> ContainerFact:
         proxy_port=int(port) if (port := labels.get(LABEL_PORT, "")).isdigit() and len(port) <= 5 else None,
         role=labels.get(LABEL_ROLE, ""),
         networks=tuple(sorted(((doc.get("NetworkSettings") or {}).get("Networks") or {}).keys())),
+        # read from the host and printed by status: only what the spec would accept as a reference
+        image_ref=ref if not check_reference(ref := labels.get(LABEL_IMAGE, "")[:600]) else "",
     )
 
 

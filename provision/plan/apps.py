@@ -25,6 +25,7 @@ from provision.changes import Change, Step
 from provision.commands.docker import ROLE_CANDIDATE, ContainerConfig, network_name, owner_labels
 from provision.facts.apps import AppFacts, ContainerFact, ImageFact
 from provision.ops import Argv, EngineCall, Guarded, Op, SecretFile, Upload, Wait, digest, params
+from provision.plan.images import PulledImage
 from provision.plan.proxy import route_switch
 from provision.ship import plan_ship
 from provision.spec import NAME_RE
@@ -37,16 +38,18 @@ _APP_NAME = re.compile(NAME_RE)
 @dataclass(frozen=True)
 class DesiredApp:
     name: str
-    image: str  # tag <project>/<app>:<hash12>
-    build: BuildContext
+    image: str  # tag <project>/<app>:<hash12> (an image app: its reference)
+    build: BuildContext | None  # None: an image app (`pulled`), never built
     container: ContainerConfig
     volumes: tuple[tuple[str, str], ...]  # (volume name, short name)
     build_where: str = "host"  # "local": build on this machine and ship the image (AppSpec.build)
     drain: float = 30.0  # routed apps: how long the old container's in-flight requests may run after a switch
+    pulled: PulledImage | None = None  # an image app: pulled or shipped (provision.plan.images), not built
 
     @property
     def build_hash(self) -> str:
-        return self.build.content_hash
+        """The build's content hash (an image app: the image id on the host, once known)."""
+        return self.build.content_hash if self.build is not None else self.container.build_hash
 
 
 def _target(app: str, what: str) -> str:
@@ -61,8 +64,8 @@ def image_present(desired: DesiredApp, facts: AppFacts) -> ImageFact | None:
 
 
 def plan_image(desired: DesiredApp, facts: AppFacts, *, project: str, environment: str) -> list[Change]:
-    if image_present(desired, facts) is not None:
-        return []
+    if desired.build is None or image_present(desired, facts) is not None:
+        return []  # an image app's image: provision.plan.images
     labels = owner_labels(project, environment, desired.name)
     files = len(desired.build.files)
     local = desired.build_where == "local"
