@@ -83,7 +83,11 @@ def _check_renders(pb: Any) -> list[Problem]:
 
 def _missing_secrets(pb: Any) -> dict[str, list[str]]:
     source = SecretSource(pb)
-    return {name: missing for name, app in pb.apps.items() if (missing := list(source.missing(app.secrets)))}
+    # deferred: pydantic loads when a command runs, not for `dockyard --help`
+    from provision.deploy_images import registry_secrets
+
+    return {name: missing for name, app in pb.apps.items()
+            if (missing := list(source.missing([*app.secrets, *registry_secrets(pb, [name])])))}
 
 
 def context_warnings(pb: Any) -> list[str]:

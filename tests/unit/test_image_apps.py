@@ -287,3 +287,12 @@ def test_registry_password_never_in_ops_describe_or_json(tmp_path: Path) -> None
     for text in shown:
         assert PASSWORD not in text
     assert "secret REG_PASSWORD" in shown[0] and "as ci at registry.example.com" in shown[1]
+
+
+def test_good_playbook_of_image_apps_resolves_registries() -> None:
+    pb = load_playbook(Path(__file__).parent / "good_playbooks" / "images.yml")
+    auths = {n: d.auth for n, d in (
+        (n, desired_apps(pb, [n], SecretSource(pb, environ={"GHCR_TOKEN": "t0ken", "POSTGRES_PASSWORD": "pw1"}),
+                         "root")[0].pulled) for n in pb.apps)}
+    assert auths == {"cache": None, "db": None, "api": RegistryAuth("ghcr.io", "ci-bot", "GHCR_TOKEN"),
+                     "worker": RegistryAuth(ECR, ecr_region="eu-west-1"), "mirror": None}
