@@ -350,4 +350,7 @@ class AppSpec(Frozen):
         if has_digest(self.image) and self.pull == "always":
             problems.append((("pull",), "an image pinned by digest never changes: `pull: always` has nothing "
                                         "to do (leave it out)"))
+        elif has_digest(self.image) and self.pull == "never":
+            problems.append((("pull",), "an image pinned by digest cannot be shipped (`docker load` keeps no "
+                                        "registry digest): let the host pull it, or reference it by tag"))
         return problems
