@@ -21,9 +21,10 @@ from provision.channels import ConnectionLost, is_connection_loss
 from provision.commands.docker import LABEL_BUILD_HASH, env_file_content
 from provision.errors import StepFailed
 from provision.exec_ssh import SshExecutor
+from provision.imageops import pull_image
 from provision.ops import ENGINE_OPS, EngineCall, FrozenMap, Guarded, Op, SecretFile, Wait, thaw
 from provision.progress import human_bytes
-from provision.proxyops import ProxyState, pull_image, route, sync, unroute, wait_drained
+from provision.proxyops import ProxyState, route, sync, unroute, wait_drained
 from provision.secrets import make_redactor
 from provision.ship import send
 
@@ -387,7 +388,8 @@ ENGINE_HANDLERS: dict[str, Callable[..., Any]] = {
     "container.remove": remove_container, "container.rename": rename_container,
     "container.connect": connect_container, "container.stop": stop_container, "container.start": start_container,
     "container.logs": lambda ctx, *, id, lines=LOG_TAIL: container_logs(ctx, id, lines),
-    "image.pull": pull_image, "proxy.route": route, "proxy.unroute": unroute, "proxy.sync": sync,
+    "image.pull": lambda ctx, **kw: pull_image(ctx, ship=ship_images, **kw),  # ship: an image app's fallback
+    "proxy.route": route, "proxy.unroute": unroute, "proxy.sync": sync,
     "container.run_once": run_once,
 }
 assert set(ENGINE_HANDLERS) == ENGINE_OPS - {"container.create"}  # an app's container: `docker create` (Argv)

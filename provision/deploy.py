@@ -26,6 +26,7 @@ from provision.commands.docker import (
     label_filters,
     volume_name,
 )
+from provision.deploy_images import desired_image_app, image_ids, image_task, registry_secrets
 from provision.deploy_proxy import front_proxy
 from provision.errors import InputError, Problem, StepFailed
 from provision.facts.apps import AppFacts, gather, gather_remote
@@ -79,7 +80,8 @@ def select(playbook: Playbook, only: Sequence[str] | None) -> Selection:
 def desired_apps(playbook: Playbook, names: Iterable[str], secrets: Any, ssh_user: str) -> list[DesiredApp]:
     """Render, hash and configure every app locally; all input problems at once, as one InputError."""
     names = list(names)
-    wanted = sorted({s for n in names for s in playbook.apps[n].secrets})
+    registry = registry_secrets(playbook, names)  # {registry password secret: its key path}
+    wanted = sorted({s for n in names for s in playbook.apps[n].secrets} | set(registry))
     problems: list[Problem] = []
     if wanted and secrets is not None:
         missing = list(secrets.missing(wanted))
@@ -89,13 +91,19 @@ def desired_apps(playbook: Playbook, names: Iterable[str], secrets: Any, ssh_use
                 Problem(
                     f"secret {name} is not set (environment or .env beside the playbook)",
                     playbook.source,
-                    f"apps.{users[0]}.secrets",
+                    f"apps.{users[0]}.secrets" if users else registry[name],
                 )
             )
     out: list[DesiredApp] = []
     git = git_release(playbook.base_dir)
     for name in names:
         app = playbook.apps[name]
+        if app.image is not None:  # a prebuilt image: nothing to render or hash here
+            if not problems and _env_file_ok(playbook, name, secrets, problems):
+                d = desired_image_app(playbook, name, {s: secrets.digest(s) for s in app.secrets}, ssh_user)
+                cfg = replace(d.container, release=release_id(git, d.container.config_hash))
+                out.append(replace(d, container=cfg, keep_releases=app.keep_releases))
+            continue
         try:
             rendered = render_dockerfile(playbook, name)
             build = assemble(
@@ -125,18 +133,26 @@ def desired_apps(playbook: Playbook, names: Iterable[str], secrets: Any, ssh_use
         )
         # without git, a release is named by its config hash (env-only changes are releases too)
         cfg = replace(cfg, release=release_id(git, cfg.config_hash))
-        if app.secrets:  # the env file is written by deploy's executor from the secret source; check it here
-            try:
-                env_file_content({s: secrets.value(s) for s in app.secrets})
-            except ValueError as exc:
-                problems.append(Problem(str(exc), playbook.source, f"apps.{name}.secrets"))
-                continue
+        if not _env_file_ok(playbook, name, secrets, problems):
+            continue
         volumes = tuple((volume_name(playbook.project, playbook.environment, name, v), v) for v in sorted(app.volumes))
         out.append(DesiredApp(name, tag, build, cfg, volumes, build_where=app.build, drain=app.drain,
                               keep_releases=app.keep_releases))
     if problems:
         raise InputError(locate_problems(playbook, problems))
     return out
+
+
+def _env_file_ok(playbook: Playbook, name: str, secrets: Any, problems: list[Problem]) -> bool:
+    """The env file is written by deploy's executor from the secret source; check it can be, here."""
+    app = playbook.apps[name]
+    if app.secrets:
+        try:
+            env_file_content({s: secrets.value(s) for s in app.secrets})
+        except ValueError as exc:
+            problems.append(Problem(str(exc), playbook.source, f"apps.{name}.secrets"))
+            return False
+    return True
 
 
 # --- deploy ------------------------------------------------------------------------------------------------
@@ -169,7 +185,8 @@ def deploy(
     desired: list[DesiredApp] | None = None,
 ) -> DeployResult:
     selection = select(playbook, only)
-    if secrets is None and any(playbook.apps[n].secrets for n in selection.apps):
+    if secrets is None and (any(playbook.apps[n].secrets for n in selection.apps)
+                            or registry_secrets(playbook, selection.apps)):
         secrets = secret_source(playbook)
     if desired is None:
         desired = desired_apps(playbook, selection.apps, secrets, remote.user)
@@ -185,7 +202,8 @@ def deploy(
     if playbook.provider == "local":
         changes = None
         with runner.guard("ship build base images"):
-            changes = bases_to_ship(ctx, [d for d in desired if plan.image_present(d, facts) is None])
+            changes = bases_to_ship(ctx, [d for d in desired
+                                          if d.build is not None and plan.image_present(d, facts) is None])
         if changes is None or runner.failed:
             return DeployResult(runner.recap, [], ctx.built)
         runner.run_task("ship build base images", changes)
@@ -202,9 +220,20 @@ def deploy(
     elif facts.proxy is not None and prune and not only:
         runner.run_task("prune proxy", plan_proxy_removal(facts))
 
+    host_ids: dict[str, str] = {}
+    local_ids: dict[str, str] = {}
+    if any(d.pulled for d in desired):
+        with runner.guard("read the image apps' images"):
+            host_ids, local_ids = image_ids(ctx, desired)
+        if runner.failed:
+            return DeployResult(runner.recap, [], ctx.built)
+
     def one(d: DesiredApp) -> None:
         assert facts is not None
-        runner.run_task(f"app {d.name}: image", plan.plan_image(d, facts, project=project, environment=env))
+        if d.pulled is not None:  # pulled or shipped; its container's config hash then covers the image id
+            d = image_task(runner, ctx, d, host_ids, local_ids)
+        else:
+            runner.run_task(f"app {d.name}: image", plan.plan_image(d, facts, project=project, environment=env))
         runner.run_task(f"app {d.name}: volumes", plan.plan_volumes(d, facts, project=project, environment=env))
         runner.run_task(f"app {d.name}: container", plan.plan_container(d, facts, proxy=proxy is not None))
         runner.run_task(f"app {d.name}: old images", plan.plan_image_prune(d, facts, keep=d.keep_releases))
@@ -312,7 +341,7 @@ def status(playbook: Playbook, remote: Any) -> list[AppStatus]:
             AppStatus(
                 name,
                 c.name,
-                c.build_hash[:12] or "-",
+                c.image_ref or c.build_hash[:12] or "-",  # an image app: its reference
                 c.config_hash[:12] or "-",
                 state,
                 c.health or "-",

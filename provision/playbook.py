@@ -145,6 +145,8 @@ def check_contexts(playbook: Playbook) -> list[Problem]:
     top = playbook.source or Path("<playbook>")
     problems: list[Problem] = []
     for name, app in playbook.apps.items():
+        if app.image is not None:  # a prebuilt image: no context to read
+            continue
         key = ("apps", name, "context")
         file, line = _locate(key, locs, top)
         try:

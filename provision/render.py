@@ -237,6 +237,9 @@ def _render_dockerfile(playbook: Playbook, app_name: str) -> RenderedDockerfile:
         raise InputError.single(f"no app {app_name!r} (apps: {', '.join(playbook.apps) or 'none'})",
                                 _source(playbook), "apps")
     app = playbook.apps[app_name]
+    if app.image is not None:
+        raise InputError.single(f"app {app_name!r} runs the prebuilt image {app.image}: it has no Dockerfile",
+                                _source(playbook), f"apps.{app_name}.image")
     if app.dockerfile is not None:
         if problems := build_arg_problems(playbook, app_name):
             raise InputError(problems)

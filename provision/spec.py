@@ -30,11 +30,12 @@ from provision.spec_base import (
 )
 from provision.spec_host import EngineSpec, HostSpec, SshSpec
 from provision.spec_proxy import ProxySpec
+from provision.spec_registry import RegistrySpec
 
 # The model's public names, wherever they are defined (spec_base, spec_host, spec_app): import them from here.
 __all__ = [
     "LOGIN_NAME_RE", "NAME_RE", "AppSpec", "EngineSpec", "HealthcheckSpec", "HostSpec", "Playbook", "ProxySpec",
-    "PublishSpec",
+    "PublishSpec", "RegistrySpec",
     "SpecError", "SshSpec",
 ]
 
@@ -49,6 +50,7 @@ class Playbook(Frozen):
     engine: EngineSpec = Field(default_factory=EngineSpec)
     vars: dict[str, Any] = Field(default_factory=dict)
     proxy: ProxySpec | None = None
+    registry: RegistrySpec | None = None  # credentials for image apps pulling from this server
     apps: dict[str, AppSpec] = Field(default_factory=dict)
 
     # Where it was loaded from: the playbook file and the directory app contexts are relative to.

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from provision.imageref import check_reference, has_digest, registry_of, same_registry
 from provision.spec_base import (
     CONTAINER_PATH_RE,
     ENV_NAME_RE,
@@ -30,6 +31,7 @@ from provision.spec_base import (
     Size,
     SpecError,
 )
+from provision.spec_registry import RegistrySpec
 from provision.units import parse_port
 
 _HOST_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
@@ -139,6 +141,9 @@ def _parse_publish(v: Any) -> Any:
 class AppSpec(Frozen):
     template: str | None = None
     dockerfile: str | None = None  # a path inside `context` (compose convention)
+    image: str | None = None  # a prebuilt image (redis:7.2, ghcr.io/acme/api@sha256:…): pulled, never built
+    pull: Literal["missing", "always", "never"] | None = None  # image apps; None = missing
+    registry: RegistrySpec | None = None  # image apps: credentials of its private registry
     context: str = "."  # relative to the playbook's directory
     vars: dict[str, Any] = Field(default_factory=dict)
     build_args: dict[str, ScalarStr] = Field(default_factory=dict)
@@ -199,6 +204,14 @@ class AppSpec(Frozen):
     def _template(cls, v: str | None) -> str | None:
         if v is not None and not re.fullmatch(TEMPLATE_NAME_RE, v):
             raise ValueError(f"{v!r} is not a template name like python-web")
+        return v
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, v: str | None) -> str | None:
+        why = check_reference(v) if v is not None else None
+        if why:
+            raise ValueError(why)
         return v
 
     @field_validator("context")
@@ -309,10 +322,7 @@ class AppSpec(Frozen):
     @model_validator(mode="after")
     def _consistent(self) -> AppSpec:
         problems: list[tuple[tuple[PathPart, ...], str]] = []
-        if self.template is not None and self.dockerfile is not None:
-            problems.append((("dockerfile",), "give exactly one of `template` or `dockerfile`, not both"))
-        elif self.template is None and self.dockerfile is None:
-            problems.append(((), "give exactly one of `template` (a template name) or `dockerfile` (a path)"))
+        problems += self._source_problems()
         if self.publish is not None and self.port is None:
             problems.append((("publish",), "`publish` needs `port` (the container port to publish)"))
         if self.healthcheck is not None and self.healthcheck.http is not None and self.port is None:
@@ -329,3 +339,32 @@ class AppSpec(Frozen):
         if problems:
             raise SpecError(problems)
         return self
+
+    def _source_problems(self) -> list[tuple[tuple[PathPart, ...], str]]:
+        """Exactly one of template / dockerfile / image; build settings only with a build; `pull` and
+        `registry` only with an image (and the registry must be the image's)."""
+        given = [k for k in ("template", "dockerfile", "image") if getattr(self, k) is not None]
+        if len(given) > 1:
+            both = "not both" if len(given) == 2 else "not all three"
+            return [((given[-1],), f"give exactly one of `template`, `dockerfile` or `image`, {both} "
+                                   f"({' and '.join(f'`{k}`' for k in given)})")]
+        if not given:
+            return [((), "give exactly one of `template` (a template name), `dockerfile` (a path) or `image` "
+                         "(a prebuilt image such as redis:7.2)")]
+        problems: list[tuple[tuple[PathPart, ...], str]] = []
+        if self.image is None:
+            problems += [((key,), f"`{key}` is only for `image:` apps") for key in ("pull", "registry")
+                         if getattr(self, key) is not None]
+            return problems
+        problems += [((key,), f"`{key}` is a build setting: an `image:` app is pulled, never built (drop `{key}`)")
+                     for key in ("context", "vars", "build_args", "build") if key in self.model_fields_set]
+        if self.registry is not None and not same_registry(self.registry.server, registry_of(self.image)):
+            problems.append((("registry", "server"), f"the image is pulled from {registry_of(self.image)}, not "
+                                                     f"from {self.registry.server}"))
+        if has_digest(self.image) and self.pull == "always":
+            problems.append((("pull",), "an image pinned by digest never changes: `pull: always` has nothing "
+                                        "to do (leave it out)"))
+        elif has_digest(self.image) and self.pull == "never":
+            problems.append((("pull",), "an image pinned by digest cannot be shipped (`docker load` keeps no "
+                                        "registry digest): let the host pull it, or reference it by tag"))
+        return problems

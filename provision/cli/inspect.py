@@ -49,7 +49,8 @@ def describe(pb: Any) -> dict[str, Any]:
     apps: dict[str, Any] = {}
     for name, app in pb.apps.items():
         apps[name] = {
-            "source": f"template {app.template}" if app.template else f"dockerfile {app.dockerfile}",
+            "source": (f"image {app.image} (pull: {app.pull or 'missing'})" if app.image is not None else
+                       f"template {app.template}" if app.template else f"dockerfile {app.dockerfile}"),
             "context": str(pb.app_context(name)),
             "port": app.port,
             "publish": None if app.publish is None else
@@ -71,6 +72,8 @@ def _check_renders(pb: Any) -> list[Problem]:
 
     problems: list[Problem] = []
     for name in pb.apps:
+        if pb.apps[name].image is not None:  # prebuilt: nothing to render
+            continue
         try:
             render_dockerfile(pb, name)
         except InputError as exc:
@@ -80,7 +83,11 @@ def _check_renders(pb: Any) -> list[Problem]:
 
 def _missing_secrets(pb: Any) -> dict[str, list[str]]:
     source = SecretSource(pb)
-    return {name: missing for name, app in pb.apps.items() if (missing := list(source.missing(app.secrets)))}
+    # deferred: pydantic loads when a command runs, not for `dockyard --help`
+    from provision.deploy_images import registry_secrets
+
+    return {name: missing for name, app in pb.apps.items()
+            if (missing := list(source.missing([*app.secrets, *registry_secrets(pb, [name])])))}
 
 
 def context_warnings(pb: Any) -> list[str]:
@@ -89,6 +96,8 @@ def context_warnings(pb: Any) -> list[str]:
     here = pb.base_dir.resolve()
     out = []
     for name in pb.apps:
+        if pb.apps[name].image is not None:  # prebuilt: no build context
+            continue
         context = pb.app_context(name)
         if here == context or here.is_relative_to(context):
             what = "is the playbook's own directory" if here == context else "contains the playbook's directory"
@@ -172,7 +181,7 @@ def render(c: Context, env: str | None = None, playbook: str | None = None, json
 
     opts = options(c, env, playbook, json, verbose)
     pb = load(opts)
-    names = list(app or pb.apps)
+    names = list(app or [n for n in pb.apps if pb.apps[n].image is None])  # image apps have no Dockerfile
     unknown = [n for n in names if n not in pb.apps]
     if unknown:
         raise InputError.single(f"no app named {', '.join(map(repr, unknown))}; the playbook has: "

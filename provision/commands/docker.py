@@ -34,6 +34,7 @@ LABEL_CONFIG = "dockyard.config"  # the secret-free describe() text: the "before
 LABEL_ROLE = "dockyard.role"  # "proxy": the front proxy's objects; "candidate": a published app's trial run
 LABEL_DOMAINS = "dockyard.domains"  # on an app's container: the host names routed to it (comma-separated)
 LABEL_PORT = "dockyard.port"  # on an app's container: the port the proxy sends requests to
+LABEL_IMAGE = "dockyard.image"  # on an image app's container: the reference it runs (status shows it)
 ROLE_CANDIDATE = "candidate"
 ROLE_RELEASE = "release"  # the one-off container of a release command
 LABEL_RELEASE = "dockyard.release"  # the release id (git short SHA[-dirty] or content hash) a container runs
@@ -136,10 +137,12 @@ class ContainerConfig:
     domains: tuple[str, ...] = ()  # host names the front proxy routes to it (first: the health check's Host)
     release_command: tuple[str, ...] = ()  # run once per new release before the switch (not in the container)
     release: str = ""  # the release id: a label, NOT in the config hash (a new commit alone changes nothing)
+    pulled: bool = False  # an image app: `image` is its reference, `build_hash` the image id found on the host
 
     def _canonical(self) -> str:
         doc = asdict(self)
         del doc["release"]
+        doc.pop("pulled")  # implied by image + build_hash (an id); left out so built apps keep their hashes
         doc["v"] = 1
         return json.dumps(doc, sort_keys=True, separators=(",", ":"), default=list)
 
@@ -159,6 +162,8 @@ class ContainerConfig:
         labels[LABEL_CONFIG] = self.describe()
         if self.release:
             labels[LABEL_RELEASE] = self.release
+        if self.pulled:
+            labels[LABEL_IMAGE] = self.image
         if self.domains and self.port is not None:
             labels[LABEL_DOMAINS] = ",".join(self.domains)
             labels[LABEL_PORT] = str(self.port)
@@ -258,6 +263,8 @@ class ContainerConfig:
         """A secret-free text form for --diff (one setting per line: a value with a newline is shown
         escaped, so it cannot fake settings of its own in the line-based diff)."""
         lines = [f"image: {one_line(self.image)}"]
+        if self.pulled:
+            lines.append(f"image id: {self.build_hash.removeprefix('sha256:')[:12]}")
         if self.command:
             lines.append(f"command: {one_line(shlex.join(self.command))}")
         lines += [f"env {k}={one_line(v)}" for k, v in self.env]

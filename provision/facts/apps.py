@@ -20,12 +20,14 @@ from provision.commands.docker import (
     LABEL_CONFIG,
     LABEL_CONFIG_HASH,
     LABEL_ENVIRONMENT,
+    LABEL_IMAGE,
     LABEL_PROJECT,
     LABEL_RELEASE,
     LABEL_VOLUME,
     label_filters,
 )
 from provision.commands.proxy import LABEL_DOMAINS, LABEL_PORT, LABEL_ROLE, ROLE_PROXY
+from provision.imageref import check_reference
 from provision.spec_app import check_domain
 
 _RELEASE_ID = re.compile(r"[0-9a-zA-Z][0-9a-zA-Z._-]{0,63}")  # read from the host: shown, never trusted
@@ -60,6 +62,7 @@ class ContainerFact:
     role: str = ""  # "proxy" for the front proxy; "candidate" for a published app's trial container
     networks: tuple[str, ...] = ()
     release: str = ""  # the release id it runs (label; "" for containers from before releases)
+    image_ref: str = ""  # an image app's reference (label dockyard.image)
 
     @property
     def upstream(self) -> str | None:
@@ -173,6 +176,8 @@ def parse_container(doc: dict[str, Any]) -> ContainerFact:
         role=labels.get(LABEL_ROLE, ""),
         networks=tuple(sorted(((doc.get("NetworkSettings") or {}).get("Networks") or {}).keys())),
         release=release if _RELEASE_ID.fullmatch(release := labels.get(LABEL_RELEASE, "")) else "",
+        # read from the host and printed by status: only what the spec would accept as a reference
+        image_ref=ref if not check_reference(ref := labels.get(LABEL_IMAGE, "")[:600]) else "",
     )
 
 

@@ -47,8 +47,8 @@ def image_present(desired: DesiredApp, facts: AppFacts) -> ImageFact | None:
 
 
 def plan_image(desired: DesiredApp, facts: AppFacts, *, project: str, environment: str) -> list[Change]:
-    if image_present(desired, facts) is not None:
-        return []
+    if desired.build is None or image_present(desired, facts) is not None:
+        return []  # an image app's image: provision.plan.images
     labels = owner_labels(project, environment, desired.name)
     files = len(desired.build.files)
     local = desired.build_where == "local"

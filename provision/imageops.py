@@ -1,0 +1,78 @@
+"""The `image.pull` op's executor: an image pulled by the host's engine over the SSH-tunnelled Engine API,
+with registry credentials in the API's auth_config (the X-Registry-Auth header, never an argv or a file);
+when the host cannot pull and the plan allows it (`fallback="ship"`), the image comes from this machine's
+engine instead (docker save | docker load, `ship`: the `image.ship` op's handler, given by appops), and the
+output says so.
+
+Without an `app` the op is the front proxy's (provision.proxyops.pull_image).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from provision.errors import StepFailed
+from provision.proxyops import pull_image as pull_proxy_image
+from provision.registry import RegistryAuth, auth_config
+from provision.secrets import make_redactor
+
+DeployContext = Any  # provision.appops.DeployContext (which imports this module)
+REASON_TAIL = 300
+
+
+def pull_image(ctx: DeployContext, *, ref: str, app: str | None = None, auth: RegistryAuth | None = None,
+               fallback: str = "", ship: Callable[..., None] | None = None) -> None:
+    if app is None:
+        pull_proxy_image(ctx, ref=ref)
+        return
+    config, hidden = auth_config(auth, _secret_value(ctx))
+    redact = make_redactor(hidden) if hidden else str
+    try:
+        with ctx.progress(f"{app}: pulling {ref} on the host") as progress:
+            for chunk in ctx.docker().api.pull(ref, stream=True, decode=True, auth_config=config):
+                if isinstance(chunk, dict) and chunk.get("error"):
+                    raise StepFailed(str(chunk["error"]))
+                status = chunk.get("status") if isinstance(chunk, dict) else None
+                if status:
+                    progress.update(f"{app}: pulling {ref}: {str(status)[:80]}")
+    except Exception as exc:
+        reason = redact(_one_line(exc))
+        if fallback != "ship":
+            raise StepFailed(f"{app}: cannot pull {ref} on the host: {reason}") from None
+        if not _local_has(ctx, ref):
+            raise StepFailed(f"{app}: cannot pull {ref} on the host ({reason}), and this machine's engine does "
+                             f"not have it to ship either (docker pull it here, or fix the host's access)") from None
+        _say(ctx, f"{app}: the host cannot pull {ref} ({reason}); shipping it from this machine's engine instead")
+        if ship is None:
+            raise StepFailed(f"{app}: cannot pull {ref} on the host ({reason}) and nothing can ship it") from None
+        ship(ctx, refs=(ref,), app=app)
+
+
+def _secret_value(ctx: DeployContext) -> Callable[[str], str]:
+    def value(name: str) -> str:
+        if ctx.secrets is None:
+            raise StepFailed(f"no secret source for the registry password ({name})")
+        return str(ctx.secrets.value(name))
+    return value
+
+
+def _local_has(ctx: DeployContext, ref: str) -> bool:
+    try:
+        ctx.local_docker().images.get(ref)
+    except Exception:  # no engine here, or no such image: nothing to ship
+        return False
+    return True
+
+
+def _say(ctx: DeployContext, message: str) -> None:
+    reporter = getattr(ctx, "reporter", None)
+    if reporter is not None and hasattr(reporter, "warn"):
+        reporter.warn(message)
+    else:
+        ctx.log(message)
+
+
+def _one_line(exc: Exception) -> str:
+    text = " ".join(str(getattr(exc, "explanation", None) or exc).split())
+    return text if len(text) <= REASON_TAIL else text[:REASON_TAIL] + "…"
