@@ -15,9 +15,10 @@ beside it (taken from the same directory as the template): its description, vari
 it supports a read-only root filesystem (`read_only`) and which paths then need a tmpfs (`writable`).
 
 Variables, lowest precedence first: the template's defaults < built-ins (`app`, `project`, `environment`,
-`port`, `command`, `volumes`; `port` and `command` only when the app sets them) < top-level `vars` < the app's
-`vars`. Rendering uses StrictUndefined: a missing variable is an InputError naming template, variable, app.
-Filters: `json`, `shquote`, `as_list` (a string becomes one item), `as_argv` (a string is shell-split);
+`port`, `command`, `volumes`, `domains`; `port` and `command` only when the app sets them) < top-level `vars` <
+the app's `vars`; a variable whose metadata has a `pattern` must match it. Rendering uses StrictUndefined: a
+missing variable is an InputError naming template, variable, app.
+Filters: `json`, `shquote`, `as_list` (a string becomes one item), `as_argv` (a string is shell-split), `b64`;
 test `match(regex)` (full match); global `fail(message)` lets a template reject a bad value.
 """
 
