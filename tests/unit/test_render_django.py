@@ -143,7 +143,7 @@ STATIC_URL = 'static/'
 """
 REPORT = ("import json, dockyard_settings as s; print(json.dumps({k: getattr(s, k) for k in ("
           "'SECRET_KEY', 'DEBUG', 'ALLOWED_HOSTS', 'CSRF_TRUSTED_ORIGINS', 'DATABASES', 'MEDIA_ROOT', "
-          "'STATIC_ROOT', 'STATIC_URL', 'MIDDLEWARE')}))")
+          "'STATIC_ROOT', 'STATIC_URL', 'MIDDLEWARE', 'SECURE_PROXY_SSL_HEADER') if hasattr(s, k)}))")
 
 
 def overlay_env(tmp_path: Path, settings: str = PROJECT_SETTINGS) -> Path:
@@ -186,6 +186,7 @@ def test_overlay_takes_secret_hosts_database_media_and_static_from_the_environme
     assert s["DATABASES"]["other"]["NAME"] == "/app/other.sqlite3"  # only the default database moves
     assert s["MEDIA_ROOT"] == "/data/media" and s["STATIC_ROOT"] == "/opt/dockyard/static"
     assert s["STATIC_URL"] == "static/"  # the project's own
+    assert s["SECURE_PROXY_SSL_HEADER"] == ["HTTP_X_FORWARDED_PROTO", "https"]  # behind the proxy
     assert s["MIDDLEWARE"] == ["django.middleware.security.SecurityMiddleware",
                                "whitenoise.middleware.WhiteNoiseMiddleware",
                                "django.contrib.sessions.middleware.SessionMiddleware",
@@ -201,6 +202,7 @@ def test_overlay_uses_database_url_when_given(tmp_path: Path) -> None:
     assert s["DATABASES"]["default"]["URL"] == "postgres://u@db/shop"
     assert s["DATABASES"]["default"]["conn_max_age"] == 600
     assert s["ALLOWED_HOSTS"] == ["127.0.0.1", "localhost"]  # the probe's host, nothing else
+    assert "SECURE_PROXY_SSL_HEADER" not in s  # no domains: maybe published directly, the header is the client's
 
 
 def test_overlay_refuses_to_start_without_a_secret_key(tmp_path: Path) -> None:
