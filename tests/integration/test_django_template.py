@@ -11,8 +11,6 @@ import io
 import secrets
 import shutil
 import socket
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -26,14 +24,11 @@ from provision.deploy import deploy
 from provision.playbook import load_playbook
 from provision.remote import Remote, SshTarget
 from provision.report import Reporter
+from tests.django_project import add_field, make_project
 from tests.images import image_ref
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
-DJANGO = "Django==5.2.19"  # the version the template installs when a project has no requirements.txt
-MODEL_V1 = ("from django.db import models\n\n\nclass Note(models.Model):\n"
-            "    text = models.CharField(max_length=200)\n")
-MODEL_V2 = MODEL_V1 + "    pinned = models.BooleanField(default=False)\n"
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
@@ -41,32 +36,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def run(argv: list[str], cwd: Path) -> None:
-    done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=300, check=False)
-    assert done.returncode == 0, f"{argv[:3]} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
-
-
-def make_project(root: Path) -> tuple[Path, Path]:
-    """`django-admin startproject mysite` + `startapp notes` (one model, its migration): the project's files
-    are Django's own output; the only edits are the ones any developer makes (the app in INSTALLED_APPS, the
-    model). Returns (project dir, the venv's python)."""
-    venv = root / "venv"
-    run([sys.executable, "-m", "venv", str(venv)], root)
-    python = venv / "bin" / "python"
-    run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", DJANGO], root)
-    run([str(venv / "bin" / "django-admin"), "startproject", "mysite"], root)
-    project = root / "mysite"
-    run([str(python), "manage.py", "startapp", "notes"], project)
-    settings = project / "mysite" / "settings.py"
-    text = settings.read_text()
-    assert "INSTALLED_APPS = [\n" in text
-    settings.write_text(text.replace("INSTALLED_APPS = [\n", "INSTALLED_APPS = [\n    'notes',\n", 1))
-    (project / "notes" / "models.py").write_text(MODEL_V1)
-    run([str(python), "manage.py", "makemigrations", "notes"], project)
-    assert (project / "notes" / "migrations" / "0001_initial.py").is_file()
-    return project, python
 
 
 def get(url: str) -> tuple[int, bytes]:
@@ -128,9 +97,7 @@ def test_an_unmodified_startproject_deploys_migrates_serves_static_and_runs_a_ne
         first = docker_client.api.containers(filters={"label": [f"dockyard.project={project_name}"]})[0]["Id"]
 
         # a new field and its migration: the next deploy's release command applies it before the switch
-        (project / "notes" / "models.py").write_text(MODEL_V2)
-        run([str(python), "manage.py", "makemigrations", "notes"], project)
-        assert list((project / "notes" / "migrations").glob("0002_*.py"))
+        add_field(project, python)
         result = deploy_once()
         assert not result.failed, out.getvalue()[-4000:]
         running = docker_client.api.containers(filters={"label": [f"dockyard.project={project_name}"]})
