@@ -15,14 +15,16 @@ beside it (taken from the same directory as the template): its description, vari
 it supports a read-only root filesystem (`read_only`) and which paths then need a tmpfs (`writable`).
 
 Variables, lowest precedence first: the template's defaults < built-ins (`app`, `project`, `environment`,
-`port`, `command`, `volumes`; `port` and `command` only when the app sets them) < top-level `vars` < the app's
-`vars`. Rendering uses StrictUndefined: a missing variable is an InputError naming template, variable, app.
-Filters: `json`, `shquote`, `as_list` (a string becomes one item), `as_argv` (a string is shell-split);
+`port`, `command`, `volumes`, `domains`; `port` and `command` only when the app sets them) < top-level `vars` <
+the app's `vars`; a variable whose metadata has a `pattern` must match it. Rendering uses StrictUndefined: a
+missing variable is an InputError naming template, variable, app.
+Filters: `json`, `shquote`, `as_list` (a string becomes one item), `as_argv` (a string is shell-split), `b64`;
 test `match(regex)` (full match); global `fail(message)` lets a template reject a bad value.
 """
 
 from __future__ import annotations
 
+import base64
 import difflib
 import hashlib
 import json
@@ -146,6 +148,7 @@ def _cached_environment(dirs: tuple[str, ...]) -> jinja2.Environment:
     env.filters["shquote"] = lambda v: shlex.quote(str(v))
     env.filters["as_list"] = _as_list
     env.filters["as_argv"] = _as_argv
+    env.filters["b64"] = lambda v: base64.b64encode(str(v).encode()).decode()  # a generated file, one RUN word
     env.tests["match"] = lambda value, pattern: re.fullmatch(pattern, str(value)) is not None
     env.globals["fail"] = _fail
     return env
@@ -212,7 +215,7 @@ def template_info(name: str, playbook: Playbook | None = None, key_path: str = "
 def builtin_vars(playbook: Playbook, app_name: str) -> dict[str, Any]:
     app = playbook.apps[app_name]
     out: dict[str, Any] = {"app": app_name, "project": playbook.project, "environment": playbook.environment,
-                           "volumes": sorted(set(app.volumes.values()))}
+                           "volumes": sorted(set(app.volumes.values())), "domains": list(app.domains)}
     if app.port is not None:
         out["port"] = app.port
     if app.command is not None:
@@ -248,11 +251,13 @@ def _render_dockerfile(playbook: Playbook, app_name: str) -> RenderedDockerfile:
     info = template_info(app.template, playbook, f"apps.{app_name}.template")
     variables = {**info.defaults, **builtin_vars(playbook, app_name), **playbook.vars, **app.vars}
     rel = f"dockerfiles/{app.template}{DOCKERFILE_SUFFIX}"
-    problems = build_arg_problems(playbook, app_name)
+    origins = value_origins(playbook, app_name)
+    problems = [*build_arg_problems(playbook, app_name),
+                *_pattern_problems(playbook, app_name, info, variables, origins)]
     try:
         text = render_template(playbook, rel, variables, what=f"template {app.template!r}", app_name=app_name,
                        var_hint=f"apps.{app_name}.vars", syntax_key=f"apps.{app_name}.template",
-                       origins=value_origins(playbook, app_name))
+                       origins=origins)
     except InputError as exc:
         raise InputError([*problems, *exc.problems]) from None
     if problems:
@@ -260,6 +265,18 @@ def _render_dockerfile(playbook: Playbook, app_name: str) -> RenderedDockerfile:
     return RenderedDockerfile(app=app_name, text=text, template=app.template, source=info.path,
                               variables=variables, read_only=info.read_only, writable=info.writable,
                               release_command=info.release_command)
+
+
+def _pattern_problems(playbook: Playbook, app_name: str, info: TemplateInfo, variables: Mapping[str, Any],
+                      origins: Mapping[str, tuple[str, Any]]) -> list[Problem]:
+    """A variable whose metadata has a `pattern` (a full-match regex) must match it when set (not null); the
+    value is not echoed."""
+    return [Problem(f"template {info.name!r} for app {app_name!r}: variable {name!r} must be "
+                    f"{meta.get('pattern_means') or 'a match of ' + str(meta['pattern'])}",
+                    playbook.source, origins.get(name, (f"apps.{app_name}.vars.{name}",))[0])
+            for name, meta in info.variables.items()
+            if meta.get("pattern") and variables.get(name) is not None
+            and not re.fullmatch(str(meta["pattern"]), str(variables[name]))]
 
 
 def _read_dockerfile(playbook: Playbook, app_name: str) -> RenderedDockerfile:

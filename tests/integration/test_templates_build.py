@@ -56,8 +56,13 @@ CASES: dict[str, dict[str, Any]] = {
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
+# templates whose build needs more than a fixture directory, built and served by a test of their own
+TESTED_ELSEWHERE = {"django": "tests/integration/test_django_template.py"}
+
+
 def test_every_builtin_template_has_a_case() -> None:
-    assert set(list_templates()) == {case["template"] for case in CASES.values()}
+    assert set(list_templates()) == {case["template"] for case in CASES.values()} | set(TESTED_ELSEWHERE)
+    assert all((ROOT / path).is_file() for path in TESTED_ELSEWHERE.values())
 
 
 @pytest.fixture

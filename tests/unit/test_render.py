@@ -22,7 +22,7 @@ from provision.spec import Playbook
 
 pytestmark = pytest.mark.unit
 
-BUILTINS = ["generic", "node-web", "python-web", "static-site"]
+BUILTINS = ["django", "generic", "node-web", "python-web", "static-site"]
 
 
 def make_playbook(root: Path, apps: dict[str, Any], top_vars: dict[str, Any] | None = None,
@@ -277,7 +277,7 @@ def test_generic_without_port_has_no_expose(tmp_path: Path) -> None:
 
 def test_read_only_support_is_declared(tmp_path: Path) -> None:
     assert {n: template_info(n).read_only for n in BUILTINS} == {
-        "generic": False, "node-web": True, "python-web": True, "static-site": True}
+        "django": True, "generic": False, "node-web": True, "python-web": True, "static-site": True}
     pb = make_playbook(tmp_path, {"web": {"template": "python-web", "port": 8000}})
     out = render_dockerfile(pb, "web")
     assert out.read_only and out.writable == ("/tmp",)
