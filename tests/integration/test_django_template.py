@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import secrets
 import shutil
 import socket
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -26,6 +28,9 @@ from provision.remote import Remote, SshTarget
 from provision.report import Reporter
 from tests.django_project import add_field, make_project
 from tests.images import image_ref
+from tests.ptydrive import run_in_pty
+
+ROOT = Path(__file__).resolve().parent.parent.parent
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -95,6 +100,23 @@ def test_an_unmodified_startproject_deploys_migrates_serves_static_and_runs_a_ne
         status, missing = get(f"http://127.0.0.1:{port}/no-such-page/")
         assert status == 404 and b"URLconf" not in missing  # not Django's debug page
         first = docker_client.api.containers(filters={"label": [f"dockyard.project={project_name}"]})[0]["Id"]
+
+        # `exec -t`: Django's interactive createsuperuser, answered through a pseudo-terminal (getpass reads
+        # the password from the terminal itself: this only works with a real one)
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("DOCKYARD_")}
+        environ["PYTHONPATH"] = str(ROOT)
+        code, printed = run_in_pty(
+            [sys.executable, "-m", "provision", "exec", "-p", str(tmp_path / "test.yml"), "--app", "web", "-t",
+             "--", "python", "manage.py", "createsuperuser"],
+            [(b"Username", b"admin\r"), (b"Email address: ", b"admin@example.com\r"),
+             (b"Password: ", b"Tr0ub4dor&3-horse\r"), (b"Password (again): ", b"Tr0ub4dor&3-horse\r")],
+            cwd=tmp_path, env=environ, timeout=120)
+        text = printed.decode("utf-8", "replace")
+        assert code == 0 and "Superuser created successfully" in text, text
+        assert "Tr0ub4dor" not in text  # typed at a password prompt: not echoed
+        assert in_container("python", "-c", "from django import setup; setup(); from django.contrib.auth.models "
+                            "import User; print(User.objects.filter(username='admin', is_superuser=True).count())"
+                            ).strip() == "1"
 
         # a new field and its migration: the next deploy's release command applies it before the switch
         add_field(project, python)

@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import json
 import os
-import pty
-import select
 import shutil
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +23,7 @@ import pytest
 import yaml
 
 from tests.images import image_ref
+from tests.ptydrive import run_in_pty as drive
 
 pytestmark = pytest.mark.integration
 
@@ -106,40 +104,9 @@ def deployed(app: App) -> subprocess.CompletedProcess[str]:
 
 def run_in_pty(app: App, args: list[str], answers: list[tuple[bytes, bytes]], *,
                timeout: float = 60) -> tuple[int, bytes]:
-    """`dockyard ARGS` with a pseudo-terminal as its stdin/stdout/stderr; each (prompt, reply): when the output
-    so far holds `prompt` (after the previous one), type `reply`. Returns (exit code, everything it printed)."""
-    master, slave = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "provision", *args], cwd=app.root, env=app.environ(),
-                            stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
-    os.close(slave)
-    seen = b""
-    pending = list(answers)
-    mark = 0
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 0.2)
-            if ready:
-                try:
-                    chunk = os.read(master, 4096)
-                except OSError:  # EIO: the child closed its side (it exited)
-                    break
-                if not chunk:
-                    break
-                seen += chunk
-            if pending and pending[0][0] in seen[mark:]:
-                mark = seen.index(pending[0][0], mark) + len(pending[0][0])
-                os.write(master, pending.pop(0)[1])
-            if not ready and proc.poll() is not None:
-                break
-        else:
-            pytest.fail(f"no end within {timeout}s; printed so far: {seen!r}")
-        return proc.wait(timeout=30), seen
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=30)
-        os.close(master)
+    """`dockyard ARGS` in a pseudo-terminal the test drives (tests/ptydrive.py)."""
+    return drive([sys.executable, "-m", "provision", *args], answers, cwd=app.root, env=app.environ(),
+                 timeout=timeout)
 
 
 def test_exec_t_answers_an_interactive_prompt_through_a_terminal(app: App, deployed) -> None:
