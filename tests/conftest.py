@@ -24,6 +24,13 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
+# Images dockyard builds on this machine for a host (the Debian Caddy proxy image, the sandbox's bases) start
+# FROM CI's debootstrap minbase: CI machines have no registry to pull debian:bookworm-slim from. The e2e tests
+# pass the same to their subprocesses (tests/e2e/helpers.py SANDBOX_ENV); in-process tests read it from here.
+os.environ.setdefault("DOCKYARD_MINBASE", "dockyard-ci/bookworm-minbase:1")
+os.environ.setdefault("DOCKYARD_SANDBOX_BASE", "debootstrap")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
