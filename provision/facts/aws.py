@@ -22,6 +22,7 @@ from provision.facts.aws_keys import read_local_key as read_local_key
 
 TAG_PROJECT = "dockyard:project"
 TAG_ENVIRONMENT = "dockyard:environment"
+TAG_INDEX = "dockyard:index"  # 1..host.count; an instance without it is index 1 (a single host, as before count)
 LIVE_STATES = ("pending", "running", "stopping", "stopped")
 GONE_STATES = ("shutting-down", "terminated")
 
@@ -56,13 +57,18 @@ class Rule:
     protocol: str  # "tcp", "udp", "icmp", "-1"
     from_port: int | None
     to_port: int | None
-    kind: str  # cidr | cidr6 | group | prefix
+    kind: str  # cidr | cidr6 | group | prefix | self (the group that holds the rule)
     source: str
 
     @classmethod
     def tcp(cls, port: int, cidr: str) -> Rule:
         net = ipaddress.ip_network(cidr, strict=False)
         return cls("tcp", port, port, "cidr6" if net.version == 6 else "cidr", str(net))
+
+    @classmethod
+    def from_own_group(cls, protocol: str, port: int) -> Rule:
+        """A rule whose source is the security group that holds it (the members reach each other)."""
+        return cls(protocol, port, port, "self", "this group")
 
     def __str__(self) -> str:
         if self.protocol == "-1":
@@ -73,8 +79,9 @@ class Rule:
             what = f"{self.protocol}/{self.from_port}-{self.to_port}"
         return f"{what} from {self.source}"
 
-    def permission(self) -> dict[str, Any]:
-        """The IpPermissions item that authorizes or revokes exactly this rule."""
+    def permission(self, own_group: str | None = None) -> dict[str, Any]:
+        """The IpPermissions item that authorizes or revokes exactly this rule; a rule from the group itself
+        names `own_group` (without it, the item lacks its source: the EC2 executor adds the group's id)."""
         perm: dict[str, Any] = {"IpProtocol": self.protocol}
         if self.from_port is not None:
             perm["FromPort"] = self.from_port
@@ -86,6 +93,9 @@ class Rule:
             perm["Ipv6Ranges"] = [{"CidrIpv6": self.source}]
         elif self.kind == "group":
             perm["UserIdGroupPairs"] = [{"GroupId": self.source}]
+        elif self.kind == "self":
+            if own_group:
+                perm["UserIdGroupPairs"] = [{"GroupId": own_group}]
         else:
             perm["PrefixListIds"] = [{"PrefixListId": self.source}]
         return perm
@@ -186,7 +196,16 @@ def parse_instance(d: dict[str, Any]) -> InstanceFact:
     )
 
 
-def parse_rules(permissions: list[dict[str, Any]]) -> frozenset[Rule]:
+def instance_index(inst: InstanceFact) -> int | None:
+    """Which of the host.count instances this is: its index tag (1..99), 1 without one, None when unreadable."""
+    tag = inst.tags.get(TAG_INDEX)
+    if tag is None:
+        return 1
+    return int(tag) if tag.isascii() and tag.isdigit() and 1 <= int(tag) <= 99 else None
+
+
+def parse_rules(permissions: list[dict[str, Any]], own_group: str | None = None) -> frozenset[Rule]:
+    """`own_group`: the id of the group these rules belong to; a rule from it becomes Rule kind "self"."""
     rules: set[Rule] = set()
     for p in permissions:
         proto = str(p.get("IpProtocol", "-1"))
@@ -198,7 +217,11 @@ def parse_rules(permissions: list[dict[str, Any]]) -> frozenset[Rule]:
         for r in p.get("Ipv6Ranges", ()):
             rules.add(Rule(proto, lo, hi, "cidr6", r["CidrIpv6"]))
         for r in p.get("UserIdGroupPairs", ()):
-            rules.add(Rule(proto, lo, hi, "group", r.get("GroupId") or r.get("GroupName", "")))
+            source = r.get("GroupId") or r.get("GroupName", "")
+            if own_group and source == own_group:
+                rules.add(Rule(proto, lo, hi, "self", "this group"))
+            else:
+                rules.add(Rule(proto, lo, hi, "group", source))
         for r in p.get("PrefixListIds", ()):
             rules.add(Rule(proto, lo, hi, "prefix", r["PrefixListId"]))
     return frozenset(rules)
@@ -206,7 +229,8 @@ def parse_rules(permissions: list[dict[str, Any]]) -> frozenset[Rule]:
 
 def parse_security_group(d: dict[str, Any]) -> SecurityGroupFact:
     return SecurityGroupFact(id=d["GroupId"], name=d.get("GroupName", ""), vpc_id=d.get("VpcId"),
-                             tags=_tags(d.get("Tags")), rules=parse_rules(d.get("IpPermissions", [])))
+                             tags=_tags(d.get("Tags")),
+                             rules=parse_rules(d.get("IpPermissions", []), own_group=d["GroupId"]))
 
 
 def parse_key_pair(d: dict[str, Any]) -> KeyPairFact:
