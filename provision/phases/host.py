@@ -9,7 +9,7 @@ SSH connection (not yet open) that setup, deploy and the app commands share.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,14 +69,18 @@ class TeardownResult:
         return self.recap.failed
 
 
-def provision_host(pb: Any, *, check: bool = False, resize: bool = False, reporter: Any = None) -> ProvisionResult:
+def provision_host(pb: Any, *, check: bool = False, resize: bool = False, reporter: Any = None,
+                   confirm_destroy: Callable[[list[Change]], None] | None = None) -> ProvisionResult:
+    """`confirm_destroy`: asked before an aws provision terminates instances above host.count (without it,
+    such a provision refuses)."""
     started = time.monotonic()
     runners = RunnerLog()
     module = provider_module(pb)
     if module is None:
         info = existing_host(pb)
     else:
-        info = module.ensure_host(pb, check=check, resize=resize, reporter=reporter, make_runner=runners)
+        extra = {"confirm_destroy": confirm_destroy} if confirm_destroy is not None else {}
+        info = module.ensure_host(pb, check=check, resize=resize, reporter=reporter, make_runner=runners, **extra)
     return ProvisionResult(info, runners.recap(host_label(pb), started))
 
 
