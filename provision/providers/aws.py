@@ -37,7 +37,7 @@ from provision.plan.teardown import plan_teardown
 from provision.providers.aws_console import record_console_host_keys
 from provision.providers.aws_context import AwsContext
 from provision.providers.aws_session import BOTO_CONFIG, WAIT_DELAY, aws_errors, make_session
-from provision.providers.hostinfo import HostInfo
+from provision.providers.hostinfo import HostInfo, host_entry
 from provision.remote import Remote, SshTarget
 from provision.report import Reporter
 from provision.runner import Runner
@@ -77,13 +77,6 @@ def host_info(pb: Any, inst: InstanceFact | None, region: str, changes: Sequence
                     ssh_address=pb.ssh.host or address or "", ssh_port=pb.ssh.port, ssh_user=pb.ssh_user,
                     public_address=inst.public_ip if inst else None,
                     private_address=inst.private_ip if inst else None, data=data)
-
-
-def host_entry(info: HostInfo) -> dict[str, Any]:
-    """One instance in the `hosts` list of provision/status --json."""
-    return {"index": info.data.get("index"), "name": info.data.get("name"), "id": info.host_id,
-            "state": info.state, "public_address": info.public_address, "private_address": info.private_address,
-            "ssh": {"address": info.ssh_address, "port": info.ssh_port, "user": info.ssh_user}}
 
 
 def _by_index(instances: Sequence[InstanceFact]) -> list[InstanceFact]:
