@@ -109,6 +109,9 @@ def say_where(pb: Any, info: HostInfo, reporter: Any, *, next_step: bool = True)
         return
     addr = info.public_address or info.private_address or info.ssh_address
     reporter.info(f"host {info.host_id} is {info.state} at {addr}")
+    for other in info.data.get("hosts", ())[1:]:  # aws host.count > 1: the first one is `info`
+        where = other["public_address"] or other["private_address"] or other["ssh"]["address"]
+        reporter.info(f"host {other['id']} ({other['name']}) is {other['state']} at {where}")
     if info.ssh_address:
         port = f" -p {info.ssh_port}" if info.ssh_port != 22 else ""
         jump = f" -J {pb.ssh.jump}" if pb.ssh.jump else ""

@@ -270,3 +270,22 @@ def test_lowering_the_count_asks_like_teardown(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr("sys.stdin", NoTty("staging\n"))
     with pytest.raises(InputError, match=r"provision of shop/staging needs confirmation.*--yes"):
         confirm(pb, doomed, yes=False, reporter=rep, command="provision")
+
+
+def test_provision_says_where_every_host_is(tmp_path) -> None:
+    from provision.phases.host import say_where
+    from provision.providers.aws import host_info
+    from provision.providers.hostinfo import host_entries
+
+    pb = _playbook(tmp_path)
+    each = [host_info(pb, parse_instance({**_instance(i), "PublicIpAddress": f"203.0.113.{i}"}), "eu-west-1")
+            for i in (1, 2, 3)]
+    first = host_info(pb, parse_instance({**_instance(1), "PublicIpAddress": "203.0.113.1"}), "eu-west-1",
+                      hosts=each)
+    assert [(h["index"], h["name"], h["id"]) for h in host_entries(first)] == [
+        (1, "shop-staging-1", "i-1"), (2, "shop-staging-2", "i-2"), (3, "shop-staging-3", "i-3")]
+    rep = Reporter(console=Console(file=io.StringIO(), width=200))
+    say_where(pb, first, rep)
+    out = rep.console.file.getvalue()
+    assert "i-1 is running at 203.0.113.1" in out
+    assert "i-3 (shop-staging-3) is running at 203.0.113.3" in out
