@@ -30,7 +30,7 @@ ENGINE_OPS = frozenset({
 EC2_OPS = frozenset({
     "key_pair.import", "key_pair.delete", "security_group.create", "security_group.delete",
     "security_group.authorize", "security_group.revoke", "instance.run", "instance.start", "instance.stop",
-    "instance.terminate", "instance.modify_type", "instance.metadata_options", "instance.groups",
+    "instance.terminate", "instance.modify_type", "instance.metadata_options", "instance.groups", "instance.tags",
 })
 PROBES = frozenset({"engine.answers", "container.healthy", "instance.running", "instance.stopped",
                     "instance.terminated", "proxy.drained"})

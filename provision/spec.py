@@ -82,6 +82,8 @@ class Playbook(Frozen):
                                                    "SSH, e.g. [203.0.113.7/32] (no silent 0.0.0.0/0)"))
         if self.provider == "aws":
             problems += _aws_exposure(self)
+        if self.host.count > 1 and self.provider != "aws":
+            problems.append((("host", "count"), f"more than one instance needs provider aws, not {self.provider}"))
         if self.provider == "existing" and not self.host.address:
             problems.append((("host", "address"), "required for provider existing: the host's name or IP"))
         problems += _proxy_checks(self)

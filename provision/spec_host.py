@@ -51,6 +51,7 @@ class HostSpec(Frozen):
     tags: dict[str, ScalarStr] = Field(default_factory=dict)
     imds_hop_limit: Int = Field(1, ge=1, le=64)  # 2 lets containers reach the instance role's credentials
     allow_ssh_from_anywhere: bool = False  # the only way to put 0.0.0.0/0 or ::/0 in ssh_from
+    count: Int = Field(1, ge=1, le=10)  # instances <project>-<env>-1..N, same settings (1: <project>-<env>)
     # existing
     address: str | None = None
 
@@ -171,6 +172,7 @@ def _host_key_problem(item: Any) -> str:
 
 class EngineSpec(Frozen):
     source: Literal["distro", "docker-ce"] = "distro"
+    mode: Literal["standalone", "swarm"] = "standalone"
     daemon: dict[str, Any] = Field(default_factory=dict)  # merged over dockyard's daemon.json defaults
     users: tuple[str, ...] = ()
 

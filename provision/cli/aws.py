@@ -34,20 +34,21 @@ def host_json(info: Any) -> dict[str, Any]:
             **({"published": info.published} if info.published else {}), **info.data}
 
 
-def confirm(pb: Any, changes: list[Change], *, yes: bool, reporter: Any) -> None:
+def confirm(pb: Any, changes: list[Change], *, yes: bool, reporter: Any, command: str = "teardown") -> None:
     """Ask before destroying; refuse without --yes when nobody can answer."""
     if yes or not changes:
         return
     for c in changes:
         reporter.info(f"will {c.action} {c.target}: {c.reason}")
     if not sys.stdin or not sys.stdin.isatty():
-        raise InputError.single(f"teardown of {pb.project}/{pb.environment} needs confirmation and stdin is "
+        raise InputError.single(f"{command} of {pb.project}/{pb.environment} needs confirmation and stdin is "
                                 "not a terminal: pass --yes", file=pb.source)
-    sys.stderr.write(f"Destroy the {pb.provider} host of {pb.project}/{pb.environment}? "
+    what = f"the {pb.provider} host" if command == "teardown" else f"{len(changes)} {pb.provider} instance(s)"
+    sys.stderr.write(f"Destroy {what} of {pb.project}/{pb.environment}? "
                      f"Type the environment name ({pb.environment}) to confirm: ")
     sys.stderr.flush()
     if sys.stdin.readline().strip() != pb.environment:
-        raise StepFailed("teardown cancelled: nothing was touched")
+        raise StepFailed(f"{command} cancelled: nothing was touched")
 
 
 def _quiet_reporter() -> Any:
@@ -83,9 +84,10 @@ def finish_provider(command: str, pb: Any, recap: HostRecap, reporter: Any, opts
         raise Exit(code=EXIT_FAILED)
 
 
-@dockyard_task(connects=True, help={"check": CHECK_HELP, "resize": RESIZE_HELP})
+@dockyard_task(connects=True, help={"check": CHECK_HELP, "resize": RESIZE_HELP,
+                                    "yes": "terminate instances above host.count without asking"})
 def provision(ctx: Context, env: str | None = None, playbook: str | None = None, json: bool = False,
-              verbose: bool = False, check: bool = False, resize: bool = False) -> None:
+              verbose: bool = False, check: bool = False, resize: bool = False, yes: bool = False) -> None:
     """Make exactly one host exist for the project and environment, ready for SSH (idempotent)."""
     # deferred: rich loads when a command runs, not for `dockyard --help`
     from provision.report import Reporter
@@ -93,7 +95,11 @@ def provision(ctx: Context, env: str | None = None, playbook: str | None = None,
     opts = options(ctx, env, playbook, json, verbose)
     pb = load(opts)
     reporter = Reporter(json_mode=opts.json, verbose=opts.verbose)
-    result = provision_host(pb, check=check, resize=resize, reporter=reporter)
+
+    def confirm_destroy(changes: list[Change]) -> None:  # lowering host.count: teardown's confirmation rules
+        confirm(pb, changes, yes=yes, reporter=reporter, command="provision")
+
+    result = provision_host(pb, check=check, resize=resize, reporter=reporter, confirm_destroy=confirm_destroy)
     if not check:
         say_where(pb, result.host, reporter)
     finish_provider("provision", pb, result.recap, reporter, opts, check, {"host": host_json(result.host)})

@@ -18,11 +18,13 @@ from typing import Any
 from invoke.context import Context
 from invoke.exceptions import Exit
 
+from provision.cli.aws import host_json
 from provision.cli.common import dockyard_task, emit_json, load, options
 from provision.cli.lock import LOCK_WAIT_HELP, lock_request
 from provision.errors import EXIT_FAILED, InputError
 from provision.phases.deploy import app_urls, deploy_host
 from provision.phases.host import resolve_host
+from provision.providers.hostinfo import host_entries
 
 __all__ = ["deploy", "exec_", "logs", "status"]
 
@@ -142,9 +144,11 @@ def status(
 
     opts = options(ctx, env, playbook, json, verbose)
     pb = load(opts)
-    rows = status_rows(pb)
-    if opts.json:
-        emit_json({"command": "status", "environment": pb.environment, "apps": [asdict(r) for r in rows]})
+    host = resolve_host(pb)
+    rows = status_rows(pb, host)
+    if opts.json:  # host: as provision --json says it; its "hosts" lists each instance of an aws host.count
+        emit_json({"command": "status", "environment": pb.environment, "apps": [asdict(r) for r in rows],
+                   "host": {**host_json(host), "hosts": host_entries(host)}})
         return
     print_table(Console(highlight=False), f"{pb.project}/{pb.environment}", STATUS_COLUMNS,
                 [[r.app, r.version, r.state, r.health, r.ports, r.domains, r.started, _size(r.image_size)]

@@ -6,23 +6,23 @@ The gather functions make only Describe*/Get* calls; callers wrap them to transl
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import ipaddress
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import ClientError
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
-from provision.errors import InputError, StepFailed
+from provision.errors import StepFailed
+
+# re-exported: these lived here before provision.facts.aws_keys was split off
+from provision.facts.aws_keys import LocalKey as LocalKey
+from provision.facts.aws_keys import key_fingerprints as key_fingerprints
+from provision.facts.aws_keys import read_local_key as read_local_key
 
 TAG_PROJECT = "dockyard:project"
 TAG_ENVIRONMENT = "dockyard:environment"
+TAG_INDEX = "dockyard:index"  # 1..host.count; an instance without it is index 1 (a single host, as before count)
 LIVE_STATES = ("pending", "running", "stopping", "stopped")
 GONE_STATES = ("shutting-down", "terminated")
 
@@ -57,13 +57,18 @@ class Rule:
     protocol: str  # "tcp", "udp", "icmp", "-1"
     from_port: int | None
     to_port: int | None
-    kind: str  # cidr | cidr6 | group | prefix
+    kind: str  # cidr | cidr6 | group | prefix | self (the group that holds the rule)
     source: str
 
     @classmethod
     def tcp(cls, port: int, cidr: str) -> Rule:
         net = ipaddress.ip_network(cidr, strict=False)
         return cls("tcp", port, port, "cidr6" if net.version == 6 else "cidr", str(net))
+
+    @classmethod
+    def from_own_group(cls, protocol: str, port: int) -> Rule:
+        """A rule whose source is the security group that holds it (the members reach each other)."""
+        return cls(protocol, port, port, "self", "this group")
 
     def __str__(self) -> str:
         if self.protocol == "-1":
@@ -74,8 +79,9 @@ class Rule:
             what = f"{self.protocol}/{self.from_port}-{self.to_port}"
         return f"{what} from {self.source}"
 
-    def permission(self) -> dict[str, Any]:
-        """The IpPermissions item that authorizes or revokes exactly this rule."""
+    def permission(self, own_group: str | None = None) -> dict[str, Any]:
+        """The IpPermissions item that authorizes or revokes exactly this rule; a rule from the group itself
+        names `own_group` (without it, the item lacks its source: the EC2 executor adds the group's id)."""
         perm: dict[str, Any] = {"IpProtocol": self.protocol}
         if self.from_port is not None:
             perm["FromPort"] = self.from_port
@@ -87,6 +93,9 @@ class Rule:
             perm["Ipv6Ranges"] = [{"CidrIpv6": self.source}]
         elif self.kind == "group":
             perm["UserIdGroupPairs"] = [{"GroupId": self.source}]
+        elif self.kind == "self":
+            if own_group:
+                perm["UserIdGroupPairs"] = [{"GroupId": own_group}]
         else:
             perm["PrefixListIds"] = [{"PrefixListId": self.source}]
         return perm
@@ -135,17 +144,6 @@ class AmiFact:
     root_device_name: str
     architecture: str | None = None
     name: str | None = None
-
-
-@dataclass(frozen=True)
-class LocalKey:
-    """The public half of `ssh.key_file`, as EC2 will see it when imported."""
-
-    path: Path
-    material: str  # "ssh-ed25519 AAAA… comment"
-    key_type: str  # ed25519 | rsa
-    blob: str  # the base64 wire blob, for comparing with an API-returned public key
-    fingerprints: frozenset[str]  # every form AWS (and moto) may report for this key
 
 
 @dataclass(frozen=True)
@@ -198,7 +196,16 @@ def parse_instance(d: dict[str, Any]) -> InstanceFact:
     )
 
 
-def parse_rules(permissions: list[dict[str, Any]]) -> frozenset[Rule]:
+def instance_index(inst: InstanceFact) -> int | None:
+    """Which of the host.count instances this is: its index tag (1..99), 1 without one, None when unreadable."""
+    tag = inst.tags.get(TAG_INDEX)
+    if tag is None:
+        return 1
+    return int(tag) if tag.isascii() and tag.isdigit() and 1 <= int(tag) <= 99 else None
+
+
+def parse_rules(permissions: list[dict[str, Any]], own_group: str | None = None) -> frozenset[Rule]:
+    """`own_group`: the id of the group these rules belong to; a rule from it becomes Rule kind "self"."""
     rules: set[Rule] = set()
     for p in permissions:
         proto = str(p.get("IpProtocol", "-1"))
@@ -210,7 +217,11 @@ def parse_rules(permissions: list[dict[str, Any]]) -> frozenset[Rule]:
         for r in p.get("Ipv6Ranges", ()):
             rules.add(Rule(proto, lo, hi, "cidr6", r["CidrIpv6"]))
         for r in p.get("UserIdGroupPairs", ()):
-            rules.add(Rule(proto, lo, hi, "group", r.get("GroupId") or r.get("GroupName", "")))
+            source = r.get("GroupId") or r.get("GroupName", "")
+            if own_group and source == own_group:
+                rules.add(Rule(proto, lo, hi, "self", "this group"))
+            else:
+                rules.add(Rule(proto, lo, hi, "group", source))
         for r in p.get("PrefixListIds", ()):
             rules.add(Rule(proto, lo, hi, "prefix", r["PrefixListId"]))
     return frozenset(rules)
@@ -218,7 +229,8 @@ def parse_rules(permissions: list[dict[str, Any]]) -> frozenset[Rule]:
 
 def parse_security_group(d: dict[str, Any]) -> SecurityGroupFact:
     return SecurityGroupFact(id=d["GroupId"], name=d.get("GroupName", ""), vpc_id=d.get("VpcId"),
-                             tags=_tags(d.get("Tags")), rules=parse_rules(d.get("IpPermissions", [])))
+                             tags=_tags(d.get("Tags")),
+                             rules=parse_rules(d.get("IpPermissions", []), own_group=d["GroupId"]))
 
 
 def parse_key_pair(d: dict[str, Any]) -> KeyPairFact:
@@ -236,47 +248,6 @@ def parse_ami(d: dict[str, Any]) -> AmiFact:
 
 
 # ------------------------------------------------------------------------------------------ local key
-
-
-def _colon_hex(digest: bytes) -> str:
-    return ":".join(f"{b:02x}" for b in digest)
-
-
-def key_fingerprints(material: str) -> tuple[str, str, frozenset[str]]:
-    """(key type, wire blob, fingerprints) of an OpenSSH public key line, in every form EC2 reports.
-
-    AWS, for imported keys: RSA → MD5 of the DER SubjectPublicKeyInfo (colon hex); ed25519 → base64 SHA256 of
-    the OpenSSH wire blob (as `ssh-keygen -l`, with padding). moto 5 uses SHA256 of the DER for ed25519.
-    """
-    parts = material.split()
-    if len(parts) < 2:
-        raise ValueError("not an OpenSSH public key line")
-    key = serialization.load_ssh_public_key(" ".join(parts[:2]).encode())
-    der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    blob = parts[1]
-    if isinstance(key, Ed25519PublicKey):
-        wire = base64.b64decode(blob)
-        b64 = base64.b64encode(hashlib.sha256(wire).digest()).decode()
-        return "ed25519", blob, frozenset({b64, b64.rstrip("="), _colon_hex(hashlib.sha256(der).digest())})
-    if isinstance(key, RSAPublicKey):
-        return "rsa", blob, frozenset({_colon_hex(hashlib.md5(der).digest())})  # AWS's format, not security
-    raise ValueError("EC2 imports only ed25519 and RSA keys")
-
-
-def read_local_key(private_key: Path, key_path: str = "ssh.key_file") -> LocalKey:
-    pub = Path(str(private_key) + ".pub")
-    try:
-        material = pub.read_text().strip()
-    except OSError as exc:
-        raise InputError.single(
-            f"cannot read the public key {pub} ({exc.strerror or exc}); create it with "
-            f"`ssh-keygen -t ed25519 -f {private_key}` or point ssh.key_file at an existing key",
-            key_path=key_path) from None
-    try:
-        key_type, blob, prints = key_fingerprints(material)
-    except (ValueError, TypeError) as exc:
-        raise InputError.single(f"{pub} is not a usable public key: {exc}", key_path=key_path) from None
-    return LocalKey(path=pub, material=material, key_type=key_type, blob=blob, fingerprints=prints)
 
 
 def key_matches(remote: KeyPairFact, local: LocalKey) -> bool:

@@ -9,7 +9,7 @@ SSH connection (not yet open) that setup, deploy and the app commands share.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,14 +69,18 @@ class TeardownResult:
         return self.recap.failed
 
 
-def provision_host(pb: Any, *, check: bool = False, resize: bool = False, reporter: Any = None) -> ProvisionResult:
+def provision_host(pb: Any, *, check: bool = False, resize: bool = False, reporter: Any = None,
+                   confirm_destroy: Callable[[list[Change]], None] | None = None) -> ProvisionResult:
+    """`confirm_destroy`: asked before an aws provision terminates instances above host.count (without it,
+    such a provision refuses)."""
     started = time.monotonic()
     runners = RunnerLog()
     module = provider_module(pb)
     if module is None:
         info = existing_host(pb)
     else:
-        info = module.ensure_host(pb, check=check, resize=resize, reporter=reporter, make_runner=runners)
+        extra = {"confirm_destroy": confirm_destroy} if confirm_destroy is not None else {}
+        info = module.ensure_host(pb, check=check, resize=resize, reporter=reporter, make_runner=runners, **extra)
     return ProvisionResult(info, runners.recap(host_label(pb), started))
 
 
@@ -105,6 +109,9 @@ def say_where(pb: Any, info: HostInfo, reporter: Any, *, next_step: bool = True)
         return
     addr = info.public_address or info.private_address or info.ssh_address
     reporter.info(f"host {info.host_id} is {info.state} at {addr}")
+    for other in info.data.get("hosts", ())[1:]:  # aws host.count > 1: the first one is `info`
+        where = other["public_address"] or other["private_address"] or other["ssh"]["address"]
+        reporter.info(f"host {other['id']} ({other['name']}) is {other['state']} at {where}")
     if info.ssh_address:
         port = f" -p {info.ssh_port}" if info.ssh_port != 22 else ""
         jump = f" -J {pb.ssh.jump}" if pb.ssh.jump else ""

@@ -17,8 +17,9 @@ from provision.spec import Playbook
 from provision.sshconn import command_line
 
 
-def status_rows(pb: Playbook) -> list[AppStatus]:
-    with remote_for(pb) as remote:
+def status_rows(pb: Playbook, host: Any = None) -> list[AppStatus]:
+    """`host`: the HostInfo when the caller looked it up already (else the provider's lookup)."""
+    with remote_for(pb, host) as remote:
         return app_status(pb, remote)
 
 

@@ -15,14 +15,14 @@ from provision.changes import Change, Step
 from provision.errors import StepFailed
 from provision.facts.aws import (
     TAG_ENVIRONMENT,
+    TAG_INDEX,
     TAG_PROJECT,
     AmiFact,
     HostFacts,
     InstanceFact,
     LocalKey,
     Rule,
-    SecurityGroupFact,
-    TeardownFacts,
+    instance_index,
     key_matches,
     owned,
     resource_name,
@@ -33,9 +33,12 @@ ANYWHERE = ("0.0.0.0/0", "::/0")
 TOKEN_ATTEMPTS = 3
 INSTANCE_WAIT = 600.0  # the EC2 executor bounds its waiters by its own max_wait too
 SECURITY_GROUP_ID, INSTANCE_ID = "security_group_id", "instance_id"  # outputs a later op may reference
+LAUNCHED_IDS = "launched_ids"  # every instance this run launched, in order (one wait for several launches)
+# Docker Swarm between the members: cluster management, node gossip (tcp+udp), the VXLAN overlay data path
+SWARM_PORTS = (("tcp", 2377), ("tcp", 7946), ("udp", 7946), ("udp", 4789))
 
 
-def _wait(probe: str, *ids: str) -> Wait:
+def instance_wait(probe: str, *ids: str) -> Wait:
     return Wait(probe, params(ids=ids), timeout=INSTANCE_WAIT)
 
 
@@ -54,24 +57,36 @@ class HostDesired:
     subnet_id: str | None = None
     instance_profile: str | None = None
     extra_tags: dict[str, str] = field(default_factory=dict)
+    count: int = 1  # instances 1..count; 1 keeps the single host's name and tags (no index tag)
+    swarm: bool = False  # engine.mode swarm: the group lets its members reach each other on the swarm ports
 
     @property
     def name(self) -> str:  # key pair and security group
         return resource_name(self.project, self.environment)
 
     @property
-    def host_name(self) -> str:  # the instance's Name tag
+    def host_name(self) -> str:  # the instance's Name tag (count 1)
         return f"{self.project}-{self.environment}"
 
+    def host_name_for(self, index: int) -> str:
+        return self.host_name if self.count == 1 else f"{self.host_name}-{index}"
+
     @property
-    def tags(self) -> dict[str, str]:
+    def tags(self) -> dict[str, str]:  # the key pair's and security group's; an instance's: tags_for
         return {**self.extra_tags, "Name": self.host_name, TAG_PROJECT: self.project,
                 TAG_ENVIRONMENT: self.environment}
+
+    def tags_for(self, index: int) -> dict[str, str]:
+        if self.count == 1:
+            return self.tags
+        return {**self.tags, "Name": self.host_name_for(index), TAG_INDEX: str(index)}
 
     @property
     def rules(self) -> frozenset[Rule]:
         rules = {Rule.tcp(self.ssh_port, cidr) for cidr in self.ssh_from}
         rules |= {Rule.tcp(port, cidr) for port in self.open_ports for cidr in ANYWHERE}
+        if self.swarm:  # from the group itself, never from a CIDR
+            rules |= {Rule.from_own_group(proto, port) for proto, port in SWARM_PORTS}
         return frozenset(rules)
 
 
@@ -82,7 +97,8 @@ def desired_from_playbook(pb: Any, key: LocalKey) -> HostDesired:
                        image=h.image, volume_gb=h.volume_gb, ssh_from=tuple(str(n) for n in h.ssh_from or ()),
                        open_ports=tuple(h.open_ports), key=key, ssh_port=pb.ssh.port,
                        imds_hop_limit=h.imds_hop_limit, subnet_id=h.subnet_id,
-                       instance_profile=h.instance_profile, extra_tags=dict(h.tags))
+                       instance_profile=h.instance_profile, extra_tags=dict(h.tags), count=h.count,
+                       swarm=pb.engine.mode == "swarm")
 
 
 def tag_list(tags: dict[str, str]) -> list[dict[str, str]]:
@@ -90,7 +106,7 @@ def tag_list(tags: dict[str, str]) -> list[dict[str, str]]:
 
 
 def client_tokens(project: str, environment: str, group_id: str, gone: tuple[str, ...],
-                  attempts: int = TOKEN_ATTEMPTS) -> list[str]:
+                  attempts: int = TOKEN_ATTEMPTS, index: int = 1) -> list[str]:
     """ClientTokens for RunInstances, first choice first.
 
     A token makes a *retried* RunInstances return the instance it already launched (botocore retries, or a
@@ -98,14 +114,17 @@ def client_tokens(project: str, environment: str, group_id: str, gone: tuple[str
     teardown: EC2 remembers a token for hours after the instance terminated and would answer with the dead
     instance. So the token covers the security group id (teardown deletes it; the next provision makes a
     new one) and the terminated instances still visible; and if EC2 still answers with a terminated instance
-    or IdempotentParameterMismatch, the runner moves on to the next generation.
+    or IdempotentParameterMismatch, the runner moves on to the next generation. Each index of host.count has
+    its own tokens (index 1 keeps the single host's).
     """
     seed = "\0".join((project, environment, group_id, ",".join(sorted(gone))))
+    if index != 1:
+        seed += f"\0index {index}"
     digests = (hashlib.sha256(f"{seed}\0{n}".encode()).hexdigest() for n in range(attempts))
     return [f"dockyard-{h[:40]}" for h in digests]
 
 
-def run_instance_params(d: HostDesired, image: AmiFact, group_id: str) -> dict[str, Any]:
+def run_instance_params(d: HostDesired, image: AmiFact, group_id: str, index: int = 1) -> dict[str, Any]:
     """RunInstances arguments, except ClientToken (added per attempt by the runner)."""
     params: dict[str, Any] = {
         "ImageId": image.id,
@@ -119,8 +138,8 @@ def run_instance_params(d: HostDesired, image: AmiFact, group_id: str) -> dict[s
         "BlockDeviceMappings": [{"DeviceName": image.root_device_name,
                                  "Ebs": {"VolumeSize": d.volume_gb, "VolumeType": "gp3", "Encrypted": True,
                                          "DeleteOnTermination": True}}],
-        "TagSpecifications": [{"ResourceType": "instance", "Tags": tag_list(d.tags)},
-                              {"ResourceType": "volume", "Tags": tag_list(d.tags)}],
+        "TagSpecifications": [{"ResourceType": "instance", "Tags": tag_list(d.tags_for(index))},
+                              {"ResourceType": "volume", "Tags": tag_list(d.tags_for(index))}],
     }
     if d.subnet_id:
         params["SubnetId"] = d.subnet_id
@@ -175,11 +194,14 @@ def _security_group(d: HostDesired, facts: HostFacts) -> list[Change]:
     group = params(group_id=group_id) if group_id else ()
     refs = () if group_id else (("group_id", SECURITY_GROUP_ID),)
     if missing:
-        perms = [r.permission() for r in sorted(missing)]
+        # a rule from the group itself names its id; a group made in this run has none yet: the executor adds it
+        perms = [r.permission(group_id) for r in sorted(missing) if group_id or r.kind != "self"]
+        own = [r.permission() for r in sorted(missing) if not group_id and r.kind == "self"]
         steps.append(Step("allow " + ", ".join(map(str, sorted(missing))),
-                          Ec2Call("security_group.authorize", group + params(perms=perms), refs)))
+                          Ec2Call("security_group.authorize",
+                                  group + params(perms=perms) + (params(self_perms=own) if own else ()), refs)))
     if stale:
-        old = [r.permission() for r in sorted(stale)]
+        old = [r.permission(group_id) for r in sorted(stale)]
         steps.append(Step("remove " + ", ".join(map(str, sorted(stale))),
                           Ec2Call("security_group.revoke", group + params(perms=old), refs)))
     if steps:
@@ -192,24 +214,61 @@ def _security_group(d: HostDesired, facts: HostFacts) -> list[Change]:
     return changes
 
 
-def _create_instance(d: HostDesired, facts: HostFacts) -> Change:
+def _create_instances(d: HostDesired, facts: HostFacts, indexes: list[int]) -> list[Change]:
+    """One launch per missing index; the last launch's change also waits until every one launched runs."""
     image = facts.image
     if image is None:
         raise StepFailed(f"image {d.image} could not be resolved")
     known_group = facts.security_group.id if facts.security_group else None
     gone = tuple(i.id for i in facts.gone)
-    # the group id completes SecurityGroupIds and seeds the client tokens (see client_tokens)
-    launch = params(params=run_instance_params(d, image, known_group or ""), project=d.project,
-                    environment=d.environment, gone=gone) + (params(group_id=known_group) if known_group else ())
-
     source = image.id if image.id == d.image else f"{image.id} ({d.image})"
     what = f"{d.instance_type} from {source}, {d.volume_gb} GB gp3 encrypted root"
-    return Change("aws:instance", "create", "absent", (
-        Step(f"launch {d.host_name}: {what}",
-             Ec2Call("instance.run", launch, () if known_group else (("group_id", SECURITY_GROUP_ID),))),
-        Step("wait until the instance is running", Wait("instance.running", timeout=INSTANCE_WAIT,
-                                                        refs=(("ids", INSTANCE_ID),))),
-    ), after=f"{what}\n", data={"instance_type": d.instance_type, "image_id": image.id})
+    changes = []
+    for n, index in enumerate(indexes, 1):
+        # the group id completes SecurityGroupIds and seeds the client tokens (see client_tokens)
+        launch = params(params=run_instance_params(d, image, known_group or "", index), project=d.project,
+                        environment=d.environment, gone=gone) + (params(index=index) if index != 1 else ()) + \
+            (params(group_id=known_group) if known_group else ())
+        steps = [Step(f"launch {d.host_name_for(index)}: {what}",
+                      Ec2Call("instance.run", launch, () if known_group else (("group_id", SECURITY_GROUP_ID),)))]
+        if n == len(indexes):
+            ids = (("ids", INSTANCE_ID),) if len(indexes) == 1 else (("ids", LAUNCHED_IDS),)
+            wait = "wait until the instance is running" if len(indexes) == 1 else \
+                f"wait until the {len(indexes)} instances are running"
+            steps.append(Step(wait, Wait("instance.running", timeout=INSTANCE_WAIT, refs=ids)))
+        data: dict[str, Any] = {"instance_type": d.instance_type, "image_id": image.id}
+        changes.append(Change("aws:instance", "create", "absent", tuple(steps), after=f"{what}\n",
+                              data=data if d.count == 1 else {**data, "index": index,
+                                                              "name": d.host_name_for(index)}))
+    return changes
+
+
+def _surplus_instances(d: HostDesired, surplus: list[tuple[int, InstanceFact]]) -> list[Change]:
+    """Terminate the instances above host.count, highest index first; the last change waits for them all."""
+    changes = []
+    ordered = sorted(surplus, key=lambda pair: pair[0], reverse=True)
+    for n, (index, inst) in enumerate(ordered, 1):
+        name = inst.tags.get("Name") or f"index {index}"
+        steps = [Step(f"terminate {inst.id} ({name})", Ec2Call("instance.terminate", params(ids=[inst.id])))]
+        if n == len(ordered):
+            steps.append(Step("wait until terminated",
+                              instance_wait("instance.terminated", *(i.id for _, i in ordered))))
+        changes.append(Change("aws:instance", "delete", f"index {index} is above host.count {d.count}",
+                              tuple(steps), before=f"{inst.id} {inst.state}\n",
+                              data={"instances": [inst.id], "index": index}))
+    return changes
+
+
+def _retag(d: HostDesired, index: int, inst: InstanceFact) -> list[Change]:
+    """With count > 1 every instance carries its index and name (a single host that grew becomes index 1)."""
+    want = {"Name": d.host_name_for(index), TAG_INDEX: str(index)}
+    if d.count == 1 or all(inst.tags.get(k) == v for k, v in want.items()):
+        return []
+    have = f"Name={inst.tags.get('Name', '')} {TAG_INDEX}={inst.tags.get(TAG_INDEX, '')}"
+    return [Change("aws:instance:tags", "update", f"{inst.id} is index {index}", (
+        Step(f"tag {inst.id} as {want['Name']} (index {index})",
+             Ec2Call("instance.tags", params(instance_id=inst.id, tags=want))),),
+        before=f"{have}\n", after=f"Name={want['Name']} {TAG_INDEX}={index}\n")]
 
 
 def _existing_instance(d: HostDesired, facts: HostFacts, inst: InstanceFact) -> list[Change]:
@@ -233,13 +292,13 @@ def _existing_instance(d: HostDesired, facts: HostFacts, inst: InstanceFact) -> 
         if state in ("pending", "running"):
             steps.append(Step(f"stop {iid}", Ec2Call("instance.stop", params(instance_id=iid))))
         if state in ("pending", "running", "stopping"):
-            steps.append(Step(f"wait until {iid} is stopped", _wait("instance.stopped", iid)))
+            steps.append(Step(f"wait until {iid} is stopped", instance_wait("instance.stopped", iid)))
         new_type = d.instance_type
         steps.append(Step(f"change the instance type of {iid} to {new_type}",
                           Ec2Call("instance.modify_type", params(instance_id=iid, instance_type=new_type))))
         if state in ("pending", "running"):
             steps.append(Step(f"start {iid}", Ec2Call("instance.start", params(instance_id=iid))))
-            steps.append(Step(f"wait until {iid} is running", _wait("instance.running", iid)))
+            steps.append(Step(f"wait until {iid} is running", instance_wait("instance.running", iid)))
         changes.append(Change("aws:instance:type", "resize",
                               f"instance type {inst.instance_type}, playbook says {new_type} (needs "
                               "--resize: stop, resize, start)", tuple(steps),
@@ -248,75 +307,61 @@ def _existing_instance(d: HostDesired, facts: HostFacts, inst: InstanceFact) -> 
     if state in ("stopped", "stopping"):
         steps = []
         if state == "stopping":
-            steps.append(Step(f"wait until {iid} is stopped", _wait("instance.stopped", iid)))
+            steps.append(Step(f"wait until {iid} is stopped", instance_wait("instance.stopped", iid)))
         steps.append(Step(f"start {iid}", Ec2Call("instance.start", params(instance_id=iid))))
-        steps.append(Step(f"wait until {iid} is running", _wait("instance.running", iid)))
+        steps.append(Step(f"wait until {iid} is running", instance_wait("instance.running", iid)))
         changes.append(Change("aws:instance", "start", f"instance is {state}", tuple(steps),
                               before=f"{state}\n", after="running\n"))
     return changes
 
 
+def instances_by_index(d: HostDesired, facts: HostFacts) -> dict[int, InstanceFact]:
+    """The live tagged instances by index; an unreadable index tag or two instances on one index is an error."""
+    found: dict[int, list[InstanceFact]] = {}
+    for inst in facts.instances:
+        index = instance_index(inst)
+        if index is None:
+            raise StepFailed(f"{inst.id} carries the tag {TAG_INDEX}={inst.tags.get(TAG_INDEX)!r}, not an index "
+                             f"from 1 to 99: fix or remove the tag, or terminate the instance")
+        found.setdefault(index, []).append(inst)
+    for index, same in sorted(found.items()):
+        if len(same) > 1:
+            ids = ", ".join(f"{i.id} ({i.state})" for i in same)
+            where = "" if d.count == 1 and len(found) == 1 else f" and index {index}"
+            raise StepFailed(f"{len(same)} instances carry the tags {TAG_PROJECT}={d.project}, "
+                             f"{TAG_ENVIRONMENT}={d.environment}{where}: {ids}; expected at most one: terminate "
+                             "the extra ones or run teardown")
+    return {index: same[0] for index, same in found.items()}
+
+
 def plan_host(d: HostDesired, facts: HostFacts) -> list[Change]:
-    """Key pair, security group (+ rules), instance: in the order they must be applied."""
-    if len(facts.instances) > 1:
-        ids = ", ".join(f"{i.id} ({i.state})" for i in facts.instances)
-        raise StepFailed(f"{len(facts.instances)} instances carry the tags {TAG_PROJECT}={d.project}, "
-                         f"{TAG_ENVIRONMENT}={d.environment}: {ids}; expected at most one: terminate the "
-                         "extra ones or run teardown")
+    """Key pair, security group (+ rules), instances 1..count, surplus instances: in the order they must be
+    applied."""
+    by_index = instances_by_index(d, facts)
     changes = _key_pair(d, facts) + _security_group(d, facts)
-    if facts.instances:
-        changes += _existing_instance(d, facts, facts.instances[0])
-    else:
-        changes.append(_create_instance(d, facts))
+    missing = []
+    for index in range(1, d.count + 1):
+        inst = by_index.get(index)
+        if inst is None:
+            missing.append(index)
+        else:
+            changes += _retag(d, index, inst) + _existing_instance(d, facts, inst)
+    if missing:
+        changes += _create_instances(d, facts, missing)
+    changes += _surplus_instances(d, [(i, inst) for i, inst in by_index.items() if i > d.count])
     return changes
 
 
 def drift_warnings(d: HostDesired, facts: HostFacts) -> list[str]:
     """Differences provision reports but never repairs in place (they need `recreate`)."""
-    if not facts.instances:
-        return []
-    inst = facts.instances[0]
     out = []
-    if inst.vpc_id and inst.vpc_id != facts.vpc_id:
-        out.append(f"{inst.id} is in {inst.vpc_id}, the playbook's network is {facts.vpc_id}: run recreate")
-    elif d.subnet_id and inst.subnet_id and inst.subnet_id != d.subnet_id:
-        out.append(f"{inst.id} is in subnet {inst.subnet_id}, the playbook says {d.subnet_id}: run recreate")
-    if d.image.startswith("ami-") and inst.image_id and inst.image_id != d.image:
-        out.append(f"{inst.id} runs {inst.image_id}, the playbook says {d.image}: run recreate")
-    if inst.key_name and inst.key_name != d.name:
-        out.append(f"{inst.id} was launched with key pair {inst.key_name}, not {d.name}")
+    for inst in facts.instances:
+        if inst.vpc_id and inst.vpc_id != facts.vpc_id:
+            out.append(f"{inst.id} is in {inst.vpc_id}, the playbook's network is {facts.vpc_id}: run recreate")
+        elif d.subnet_id and inst.subnet_id and inst.subnet_id != d.subnet_id:
+            out.append(f"{inst.id} is in subnet {inst.subnet_id}, the playbook says {d.subnet_id}: run recreate")
+        if d.image.startswith("ami-") and inst.image_id and inst.image_id != d.image:
+            out.append(f"{inst.id} runs {inst.image_id}, the playbook says {d.image}: run recreate")
+        if inst.key_name and inst.key_name != d.name:
+            out.append(f"{inst.id} was launched with key pair {inst.key_name}, not {d.name}")
     return out
-
-
-# ------------------------------------------------------------------------------------------- teardown
-
-
-def plan_teardown(facts: TeardownFacts, project: str, environment: str) -> list[Change]:
-    """Terminate the tagged instances, then delete the tagged security group(s) and key pair."""
-    changes: list[Change] = []
-    instances = [i for i in facts.instances
-                 if owned(i.tags, project, environment) and i.state != "terminated"]
-    if instances:
-        live = [i.id for i in instances if i.state != "shutting-down"]
-        every = [i.id for i in instances]
-        steps = []
-        if live:
-            steps.append(Step(f"terminate {', '.join(live)}",
-                              Ec2Call("instance.terminate", params(ids=live))))
-        steps.append(Step("wait until terminated", _wait("instance.terminated", *every)))
-        changes.append(Change("aws:instance", "delete", ", ".join(f"{i.id} {i.state}" for i in instances),
-                              tuple(steps), data={"instances": every}))
-    groups: list[SecurityGroupFact] = [g for g in facts.security_groups
-                                       if owned(g.tags, project, environment)]
-    for g in groups:
-        changes.append(Change("aws:security-group", "delete", f"{g.name} ({g.id}) in {g.vpc_id}", (
-            Step(f"delete security group {g.name} ({g.id})",
-                 Ec2Call("security_group.delete", params(group_id=g.id))),),
-            data={"id": g.id}))
-    kp = facts.key_pair
-    if kp is not None and owned(kp.tags, project, environment):
-        name = kp.name
-        changes.append(Change("aws:key-pair", "delete", name, (
-            Step(f"delete key pair {name}", Ec2Call("key_pair.delete", params(name=name))),),
-            data={"name": name}))
-    return changes

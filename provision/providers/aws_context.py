@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError
 from provision.errors import StepFailed
 from provision.facts.aws import GONE_STATES, parse_instance
 from provision.ops import EC2_OPS, Ec2Call, Op, Wait, thaw
-from provision.plan.host import INSTANCE_ID, SECURITY_GROUP_ID, client_tokens, tag_list
+from provision.plan.host import INSTANCE_ID, LAUNCHED_IDS, SECURITY_GROUP_ID, client_tokens, tag_list
 from provision.providers.aws_session import WAIT_DELAY, WAIT_MAX, _code, aws_errors
 
 
@@ -30,7 +30,8 @@ class AwsContext:
     progress: Callable[[str], None] = lambda _msg: None
     created: list[tuple[str, str]] = field(default_factory=list)  # (kind, id) in creation order
     security_group_id: str | None = None
-    instance_id: str | None = None
+    instance_id: str | None = None  # the last one this run launched
+    launched: list[str] = field(default_factory=list)  # every one this run launched, in order
 
     # the executor
     def execute(self, op: Op) -> Any:
@@ -38,25 +39,27 @@ class AwsContext:
             raise TypeError(f"the EC2 executor does not run {type(op).__name__} ops")
         kwargs = {k: thaw(v) for k, v in op.params}
         for name, output in op.refs:
-            value = {SECURITY_GROUP_ID: self.security_group_id, INSTANCE_ID: self.instance_id}[output]
+            value = {SECURITY_GROUP_ID: self.security_group_id, INSTANCE_ID: self.instance_id,
+                     LAUNCHED_IDS: list(self.launched) or None}[output]
             if value is None:
                 raise StepFailed(f"{name}: no {output.replace('_', ' ')} was created earlier in this run")
-            kwargs[name] = [value] if name == "ids" else value
+            kwargs[name] = [value] if name == "ids" and isinstance(value, str) else value
         if isinstance(op, Wait):
             ids = list(kwargs["ids"])
             if op.probe == "instance.terminated":
                 return self.wait_terminated(ids)
+            if op.probe == "instance.running":
+                return self.wait_running(ids)
             [instance_id] = ids
-            return self.wait_running(instance_id) if op.probe == "instance.running" else \
-                self.wait_stopped(instance_id)
+            return self.wait_stopped(instance_id)
         return getattr(self, _EC2_HANDLERS[op.op])(**kwargs)
 
     def launch(self, params: dict[str, Any], project: str, environment: str, gone: list[str],
-               group_id: str) -> str:
+               group_id: str, index: int = 1) -> str:
         """`instance.run`: the group id (known, or made earlier in this run) completes the parameters and
-        seeds the client tokens."""
+        seeds the client tokens (with the index of host.count)."""
         return self.run_instance({**params, "SecurityGroupIds": [group_id]},
-                                 client_tokens(project, environment, group_id, tuple(gone)))
+                                 client_tokens(project, environment, group_id, tuple(gone), index=index))
 
     def _wait(self, waiter: str, ids: list[str], what: str) -> None:
         self.progress(f"waiting until {', '.join(ids)} {what} (up to {self.max_wait:.0f}s)")
@@ -102,9 +105,12 @@ class AwsContext:
                     if _code(exc) != benign:
                         raise
 
-    def authorize_ingress(self, group_id: str | None, perms: list[dict[str, Any]]) -> None:
+    def authorize_ingress(self, group_id: str | None, perms: list[dict[str, Any]],
+                          self_perms: list[dict[str, Any]] | None = None) -> None:
+        """`self_perms`: rules from the group itself, planned before the group (and so its id) existed."""
         gid = group_id or self.security_group_id
         assert gid, "no security group id"
+        perms = [*perms, *({**p, "UserIdGroupPairs": [{"GroupId": gid}]} for p in self_perms or ())]
         self._rules(self.ec2.authorize_security_group_ingress, gid, perms, "InvalidPermission.Duplicate")
 
     def revoke_ingress(self, group_id: str | None, perms: list[dict[str, Any]]) -> None:
@@ -148,13 +154,16 @@ class AwsContext:
                 last = f"token returned {inst.id} ({inst.state})"
                 continue
             self.instance_id = inst.id
+            self.launched.append(inst.id)
             self.created.append(("instance", inst.id))
             self.progress(f"launched {inst.id} ({inst.instance_type})")
             return inst.id
         raise StepFailed(f"RunInstances: every client token is used up ({last}); retry later")
 
-    def wait_running(self, instance_id: str | None) -> None:
-        self._wait("instance_running", [instance_id or str(self.instance_id)], "is running")
+    def wait_running(self, ids: str | list[str] | None) -> None:
+        """One instance, several, or (None) the last one this run launched."""
+        wanted = [ids] if isinstance(ids, str) else list(ids or [str(self.instance_id)])
+        self._wait("instance_running", wanted, "is running")
 
     def wait_stopped(self, instance_id: str) -> None:
         self._wait("instance_stopped", [instance_id], "is stopped")
@@ -182,6 +191,10 @@ class AwsContext:
     def set_instance_groups(self, instance_id: str, groups: list[str]) -> None:
         with aws_errors():
             self.ec2.modify_instance_attribute(InstanceId=instance_id, Groups=groups)
+
+    def tag_instance(self, instance_id: str, tags: dict[str, str]) -> None:
+        with aws_errors():
+            self.ec2.create_tags(Resources=[instance_id], Tags=tag_list(tags))
 
     def terminate_instances(self, ids: list[str]) -> None:
         with aws_errors():
@@ -213,5 +226,6 @@ _EC2_HANDLERS = {  # op → AwsContext method (keyword arguments = the op's para
     "instance.run": "launch", "instance.start": "start_instance", "instance.stop": "stop_instance",
     "instance.terminate": "terminate_instances", "instance.modify_type": "modify_instance_type",
     "instance.metadata_options": "set_metadata_options", "instance.groups": "set_instance_groups",
+    "instance.tags": "tag_instance",
 }
 assert set(_EC2_HANDLERS) == EC2_OPS

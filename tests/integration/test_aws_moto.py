@@ -500,3 +500,69 @@ def test_group_still_held_by_a_terminated_instance_is_retried_then_deleted() -> 
     with pytest.raises(StepFailed, match="DependencyViolation"):
         provider.AwsContext(stuck, REGION, delay=0.01, max_wait=0.1).delete_security_group("sg-1")
     assert stuck.calls <= 12
+
+
+SWARM_ENGINE = "  count: 3\nengine:\n  mode: swarm\n"
+
+
+def own_group_rules(group: dict[str, Any]) -> set[tuple[str, int]]:
+    """The rules whose source is the group itself (the swarm members reaching each other)."""
+    return {(p["IpProtocol"], p["FromPort"]) for p in group["IpPermissions"]
+            for pair in p.get("UserIdGroupPairs", ()) if pair["GroupId"] == group["GroupId"]}
+
+
+def test_count_3_swarm_makes_three_hosts_one_self_referencing_group_and_teardown_leaves_nothing(
+        aws, tmp_path, banner, no_remote_dials) -> None:
+    seed_image(aws)
+    pb = write_playbook(tmp_path, banner, extra=SWARM_ENGINE)
+    info = provider.ensure_host(pb, reporter=reporter(), session=aws)
+    ec2 = aws.client("ec2")
+    made = live_instances(ec2)
+    assert len(made) == 3
+    tags = [{t["Key"]: t["Value"] for t in i["Tags"]} for i in made]
+    assert sorted((t["Name"], t["dockyard:index"]) for t in tags) == [
+        ("shop-staging-1", "1"), ("shop-staging-2", "2"), ("shop-staging-3", "3")]
+    [group] = dockyard_groups(ec2)
+    assert all([g["GroupId"] for g in i["SecurityGroups"]] == [group["GroupId"]] for i in made)
+    assert own_group_rules(group) == {("tcp", 2377), ("tcp", 7946), ("udp", 7946), ("udp", 4789)}
+    assert ingress(group) == want_rules(banner)  # every CIDR rule is today's: no swarm port from a CIDR
+    assert [h["index"] for h in info.data["hosts"]] == [1, 2, 3] and info.data["index"] == 1
+    assert {h["id"] for h in info.data["hosts"]} == {i["InstanceId"] for i in made}
+    assert [h.host_id for h in provider.find_hosts(pb, session=aws)] == [h["id"] for h in info.data["hosts"]]
+
+    second = reporter()
+    again = provider.ensure_host(pb, reporter=second, session=aws)
+    assert set(statuses(second).values()) == {Status.OK} and again.data["changes"] == []
+    assert len(live_instances(ec2)) == 3 and dockyard_groups(ec2) == [group]
+
+    changes = provider.destroy_host(pb, reporter=reporter(), session=aws, delay=0.1)
+    assert [c.target for c in changes] == ["aws:instance", "aws:security-group", "aws:key-pair"]
+    assert live_instances(ec2) == [] and dockyard_groups(ec2) == [] and dockyard_keys(ec2) == []
+    assert ec2.describe_volumes(Filters=TAG_FILTERS)["Volumes"] == []
+    assert provider.find_hosts(pb, session=aws) == []
+    assert {d[0] for d in no_remote_dials} == {"127.0.0.1"}
+
+
+def test_count_changes_add_and_terminate_by_index_and_swarm_off_removes_the_rules(
+        aws, tmp_path, banner, no_remote_dials) -> None:
+    seed_image(aws)
+    single = provider.ensure_host(write_playbook(tmp_path, banner), reporter=reporter(), session=aws)
+    ec2 = aws.client("ec2")
+    grown = provider.ensure_host(write_playbook(tmp_path, banner, extra=SWARM_ENGINE), reporter=reporter(),
+                                 session=aws)
+    assert grown.host_id == single.host_id  # the single host became index 1: not replaced
+    by_index = {h["index"]: h["id"] for h in grown.data["hosts"]}
+    assert sorted(by_index) == [1, 2, 3] and by_index[1] == single.host_id
+    named = {i["InstanceId"]: {t["Key"]: t["Value"] for t in i["Tags"]}["Name"] for i in live_instances(ec2)}
+    assert named[single.host_id] == "shop-staging-1"
+
+    two = write_playbook(tmp_path, banner, extra="  count: 2\n")  # standalone again, one instance fewer
+    with pytest.raises(StepFailed, match="would terminate"):
+        provider.ensure_host(two, reporter=reporter(), session=aws)  # nobody was asked: nothing happens
+    assert len(live_instances(ec2)) == 3
+    asked: list[Any] = []
+    provider.ensure_host(two, reporter=reporter(), session=aws, delay=0.1, confirm_destroy=asked.append)
+    assert [c.data["instances"] for c in asked[0]] == [[by_index[3]]]
+    assert {i["InstanceId"] for i in live_instances(ec2)} == {by_index[1], by_index[2]}
+    [group] = dockyard_groups(ec2)
+    assert own_group_rules(group) == set() and ingress(group) == want_rules(banner)

@@ -358,6 +358,8 @@ def test_cli_status_logs_exec_and_check(env: Env, first) -> None:
     assert r.returncode == 0, r.stderr
     rows = {row["app"]: row for row in json.loads(r.stdout)["apps"]}
     assert sorted(rows) == ["site", "web", "worker"]
+    [host] = json.loads(r.stdout)["host"]["hosts"]  # one host, as provision --json names it
+    assert host["ssh"]["address"] == "127.0.0.1" and host["id"] == json.loads(r.stdout)["host"]["id"]
     assert all(row["state"] == "running" and row["health"] == "healthy" for row in rows.values())
     assert rows["web"]["ports"] == f"127.0.0.1:{env.web_port}->8000" and rows["web"]["image_size"] > 0
     r = cli(env, "status", "-p", "test.yml")  # piped: tab-separated, no cell cut to 80 columns

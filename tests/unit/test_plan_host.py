@@ -33,9 +33,9 @@ from provision.plan.host import (
     client_tokens,
     desired_from_playbook,
     plan_host,
-    plan_teardown,
     run_instance_params,
 )
+from provision.plan.teardown import plan_teardown
 from provision.providers.aws_context import AwsContext
 from provision.spec import Playbook
 
