@@ -14,6 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from provision.changes import HostRecap, Status
+from provision.errors import StepFailed
+from provision.phases.host import environment_hosts, remote_for
 
 T = TypeVar("T")
 MAX_PARALLEL_HOSTS = 16
@@ -94,3 +96,17 @@ def _run(runner: Any, task: Any, reporter: Any) -> bool:
     with reporter.progress(f"[{runner.host}] {task.name}"):
         runner.run_task(task.name, task.changes, data=task.data)
     return not runner.failed
+
+
+def swarm_nodes(pb: Any) -> list[Any]:
+    """`status` in swarm mode: the nodes as the first host (the swarm's leader) lists them (NodeFacts)."""
+    # deferred: pydantic (through provision.swarm) loads when a command runs, not for `dockyard --help`
+    from provision.swarm import gather_swarm_facts
+
+    label, info = environment_hosts(pb)[0]
+    with remote_for(pb, info) as remote:
+        facts = gather_swarm_facts(remote)
+    if not facts.control_available:
+        raise StepFailed(f"{label} (the first host) is not a swarm manager: run `dockyard setup -e "
+                         f"{pb.environment}` to form the swarm")
+    return list(facts.nodes)

@@ -76,9 +76,35 @@ engine:
             code, out = host.exec("docker info --format '{{.Swarm.NodeAddr}}'")
             assert code == 0 and out.strip() and not out.startswith("127."), out  # its bridge address
 
-        second = json_of(dockyard(env, "setup", "-p", str(playbook), "--json"))
-        assert [(h["changed"], h["failed"]) for h in second["hosts"]] == [(0, 0)] * 3, second["hosts"]
+        second = dockyard(env, "setup", "-p", str(playbook), "--json")
+        doc = json_of(second)
+        assert [(h["changed"], h["failed"]) for h in doc["hosts"]] == [(0, 0)] * 3, doc["hosts"]
         assert len(ready_nodes(hosts[0])) == 3  # nothing joined twice
+        for role in ("worker", "manager"):  # the join tokens travel on stdin: never in dockyard's output
+            token = hosts[0].exec(f"docker swarm join-token -q {role}")[1].strip()
+            assert token.startswith("SWMTKN-") and token not in second.stdout + second.stderr
+
+        # the third host is "replaced": it leaves (its old entry turns Down on the leader) and comes back fresh
+        old_id = hosts[2].exec("docker info --format '{{.Swarm.NodeID}}'")[1].strip()
+        assert hosts[2].exec("docker swarm leave --force")[0] == 0
+        deadline = time.monotonic() + NODE_WAIT
+        while time.monotonic() < deadline and "Down" not in hosts[0].exec(
+                f"docker node inspect -f '{{{{.Status.State}}}}' {old_id}")[1].title():
+            time.sleep(2)
+        third = json_of(dockyard(env, "setup", "-p", str(playbook), "--json"))
+        changed = {h["host"]: [t["task"] for t in h["tasks"] if t["status"] == "changed"] for h in third["hosts"]}
+        assert changed == {f"{unique}-swarm-1": ["swarm nodes"], f"{unique}-swarm-2": [],
+                           f"{unique}-swarm-3": ["swarm join"]}, changed
+        nodes = ready_nodes(hosts[0])
+        assert sorted(n["Hostname"] for n in nodes) == sorted(h.name for h in hosts)  # the old entry is gone
+        assert old_id not in [n["ID"] for n in nodes] and [n["Status"] for n in nodes] == ["Ready"] * 3
+
+        status = json_of(dockyard(env, "status", "-p", str(playbook), "--json"))
+        assert sorted((n["hostname"], n["status"]) for n in status["nodes"]) == sorted(
+            (h.name, "Ready") for h in hosts)
+        assert [n["hostname"] for n in status["nodes"] if n["manager_status"] == "Leader"] == [hosts[0].name]
+        deploy = dockyard(env, "deploy", "-p", str(playbook), "--json")
+        assert deploy.returncode == 2 and "engine.mode" in deploy.stdout  # apps are not swarm services yet
     finally:
         for host in hosts:
             stop_simhost(host)
