@@ -56,6 +56,12 @@ def render_daemon_json(engine: EngineSpec, playbook: Playbook | None = None) -> 
             msg = ("`hosts` in daemon.json conflicts with the -H flag docker.service already passes, and "
                    "dockerd would refuse to start; leave it out (dockyard talks to the engine over SSH)")
         raise InputError.single(msg, file, "engine.daemon.hosts")
+    if engine.mode == "swarm" and merged.get("live-restore"):
+        # dockerd refuses `swarm init/join` with live-restore on: the default is dropped, a request refused
+        if engine.daemon.get("live-restore"):
+            raise InputError.single("live-restore is incompatible with engine.mode: swarm (dockerd refuses to "
+                                    "join a swarm with it)", file, "engine.daemon.live-restore")
+        del merged["live-restore"]
     try:
         return json.dumps(merged, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
     except (TypeError, ValueError) as exc:

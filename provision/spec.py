@@ -84,8 +84,10 @@ class Playbook(Frozen):
             problems += _aws_exposure(self)
         if self.host.count > 1 and self.provider != "aws":
             problems.append((("host", "count"), f"more than one instance needs provider aws, not {self.provider}"))
-        if self.provider == "existing" and not self.host.address:
-            problems.append((("host", "address"), "required for provider existing: the host's name or IP"))
+        if self.provider == "existing" and not self.host.address and not self.host.addresses:
+            problems.append((("host", "address"), "required for provider existing: the host's name or IP "
+                                                  "(or host.addresses for several hosts)"))
+        problems += _swarm_checks(self)
         problems += _proxy_checks(self)
         seen: list[tuple[PublishSpec, str]] = [(b, "the proxy") for b in (self.proxy.bindings if self.proxy else ())]
         for name, app in self.apps.items():
@@ -150,6 +152,29 @@ def _proxy_checks(pb: Playbook) -> list[tuple[tuple[PathPart, ...], str]]:
                 problems.append((("apps", name, "domains", i), f"{domain!r} is already a domain of app "
                                                                f"{owners[domain]!r}"))
             owners.setdefault(domain, name)
+    return problems
+
+
+def _swarm_checks(pb: Playbook) -> list[tuple[tuple[PathPart, ...], str]]:
+    """`host.addresses` (several existing hosts) is exclusive with `host.address` and needs a swarm;
+    `engine.managers: 3` needs 3 hosts."""
+    problems: list[tuple[tuple[PathPart, ...], str]] = []
+    several = len(pb.host.addresses)
+    if pb.host.addresses and pb.provider != "existing":
+        problems.append((("host", "addresses"), f"only for provider existing (provider is {pb.provider})"))
+    if pb.host.addresses and pb.host.address:
+        problems.append((("host", "addresses"), "give either host.address (one host) or host.addresses, not both"))
+    if several > 1 and pb.engine.mode != "swarm":
+        problems.append((("host", "addresses"), "several hosts form one environment only as a swarm: set "
+                                                "engine.mode: swarm"))
+    if pb.engine.managers == 3 and pb.provider == "existing" and several < 3:
+        problems.append((("engine", "managers"), f"3 managers need at least 3 hosts (host.addresses has "
+                                                 f"{several})"))
+    if pb.host.count > 1 and pb.engine.mode != "swarm":
+        problems.append((("host", "count"), "several instances form one environment only as a swarm: set "
+                                            "engine.mode: swarm"))
+    if pb.engine.managers == 3 and pb.provider == "aws" and pb.host.count < 3:
+        problems.append((("engine", "managers"), f"3 managers need at least 3 hosts (host.count is {pb.host.count})"))
     return problems
 
 

@@ -54,6 +54,7 @@ class HostSpec(Frozen):
     count: Int = Field(1, ge=1, le=10)  # instances <project>-<env>-1..N, same settings (1: <project>-<env>)
     # existing
     address: str | None = None
+    addresses: tuple[str, ...] = ()  # several existing hosts, "address" or "address:ssh-port" ([v6]:port)
 
     @field_validator("ssh_from", mode="before")
     @classmethod
@@ -99,6 +100,59 @@ class HostSpec(Frozen):
     @classmethod
     def _address(cls, v: str | None) -> str | None:
         return _host_name(v)
+
+    @field_validator("addresses", mode="before")
+    @classmethod
+    def _addresses(cls, v: Any) -> Any:
+        if v is None:
+            return ()
+        if not isinstance(v, list | tuple):
+            raise ValueError('expected a list of addresses, e.g. ["10.0.0.5", "10.0.0.7:2222"]')
+        problems: list[tuple[tuple[int | str, ...], str]] = []
+        seen: dict[tuple[str, int | None], int] = {}
+        for i, item in enumerate(v):
+            try:
+                key = split_address(item)
+            except ValueError as exc:
+                problems.append(((i,), str(exc)))
+                continue
+            if key in seen:
+                problems.append(((i,), f"the same host as addresses[{seen[key]}]"))
+            seen.setdefault(key, i)
+        if problems:
+            raise SpecError(problems)
+        return tuple(v)
+
+
+def split_address(item: Any) -> tuple[str, int | None]:
+    """ "10.0.0.5" → ("10.0.0.5", None); "10.0.0.7:2222" → ("10.0.0.7", 2222); "[fd00::5]:22" → ("fd00::5", 22).
+    A bare IPv6 address (no brackets) has no port. ValueError says what is wrong."""
+    if not isinstance(item, str):
+        raise ValueError('expected a string: "address" or "address:ssh-port"')
+    host, port = item, None
+    bracketed = re.fullmatch(r"\[([^\]]+)\](?::(\d+))?", item)
+    if bracketed:
+        host, port = bracketed[1], bracketed[2]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"{item!r}: brackets hold an IPv6 address, e.g. [fd00::5]:2222") from None
+    elif item.count(":") == 1:
+        host, port = item.split(":")
+        if not port.isdigit():
+            raise ValueError(f"{item!r}: the SSH port after ':' must be a number, e.g. 10.0.0.7:2222")
+    elif item.count(":") > 1:
+        try:
+            ipaddress.IPv6Address(item)
+        except ValueError:
+            raise ValueError(f"{item!r} is not an address; write an IPv6 address with a port as [fd00::5]:2222"
+                             ) from None
+    _host_name(host)
+    if not host:
+        raise ValueError(f"{item!r}: the address before ':' is empty")
+    if port is not None and not 1 <= int(port) <= 65535:
+        raise ValueError(f"{item!r}: SSH port {port} is not in 1..65535")
+    return host, int(port) if port is not None else None
 
 
 class SshSpec(Frozen):
@@ -173,6 +227,7 @@ def _host_key_problem(item: Any) -> str:
 class EngineSpec(Frozen):
     source: Literal["distro", "docker-ce"] = "distro"
     mode: Literal["standalone", "swarm"] = "standalone"
+    managers: Literal[1, 3] = 1  # swarm: 3 needs >= 3 hosts (a Raft majority survives one loss)
     daemon: dict[str, Any] = Field(default_factory=dict)  # merged over dockyard's daemon.json defaults
     users: tuple[str, ...] = ()
 

@@ -34,6 +34,7 @@ DIFF_HELP = "show before/after of each container's settings (secret-free)"
 PRUNE_HELP = "remove apps that are on the host but no longer in the playbook (not their volumes)"
 PRUNE_VOLUMES_HELP = "with --prune: also remove the removed apps' named volumes (their data!)"
 STATUS_COLUMNS = ("app", "version", "state", "health", "ports", "domains", "started", "image")
+NODE_COLUMNS = ("node", "hostname", "status", "availability", "manager")
 
 
 @dockyard_task(
@@ -67,6 +68,10 @@ def deploy(
 
     opts = options(ctx, env, playbook, json, verbose)
     pb = load(opts)
+    # deferred: pydantic (through provision.swarm) loads when a command runs, not for `dockyard --help`
+    from provision.swarm import refuse_swarm_deploy
+
+    refuse_swarm_deploy(pb)  # apps are not swarm services yet
     reporter = Reporter(json_mode=opts.json, verbose=opts.verbose)
     host = resolve_host(pb)  # the lookup deploy_host would make; kept for the URLs
     result = deploy_host(
@@ -144,6 +149,9 @@ def status(
 
     opts = options(ctx, env, playbook, json, verbose)
     pb = load(opts)
+    if pb.engine.mode == "swarm":
+        _swarm_status(pb, opts.json)
+        return
     host = resolve_host(pb)
     rows = status_rows(pb, host)
     if opts.json:  # host: as provision --json says it; its "hosts" lists each instance of an aws host.count
@@ -153,6 +161,24 @@ def status(
     print_table(Console(highlight=False), f"{pb.project}/{pb.environment}", STATUS_COLUMNS,
                 [[r.app, r.version, r.state, r.health, r.ports, r.domains, r.started, _size(r.image_size)]
                  for r in rows])
+
+
+def _swarm_status(pb: Any, json: bool) -> None:
+    """Swarm mode: the nodes as the first host lists them (apps are not swarm services yet)."""
+    # deferred: paramiko, pydantic, rich load when a command runs, not for `dockyard --help`
+    from rich.console import Console
+
+    from provision.phases.swarm import swarm_nodes
+    from provision.report import print_table
+
+    nodes = swarm_nodes(pb)
+    if json:
+        emit_json({"command": "status", "environment": pb.environment, "apps": [],
+                   "nodes": [asdict(n) for n in nodes]})
+        return
+    print_table(Console(highlight=False), f"{pb.project}/{pb.environment} nodes", NODE_COLUMNS,
+                [[n.id[:12], n.hostname, n.status.lower(), n.availability.lower(), n.manager_status.lower() or "-"]
+                 for n in nodes])
 
 
 @dockyard_task(

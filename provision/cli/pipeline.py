@@ -80,6 +80,10 @@ def up(ctx: Context, env: str | None = None, playbook: str | None = None, json: 
 
     opts = options(ctx, env, playbook, json, verbose)
     pb = load(opts)
+    # deferred: pydantic (through provision.swarm) loads when a command runs, not for `dockyard --help`
+    from provision.swarm import refuse_swarm_deploy
+
+    refuse_swarm_deploy(pb)  # apps are not swarm services yet
     reporter = Reporter(json_mode=opts.json, verbose=opts.verbose)
     if not check:  # --check creates nothing (its plan shows the launch)
         confirm_new_host(pb, yes=yes, json=opts.json, reporter=reporter)
@@ -97,6 +101,10 @@ def recreate(ctx: Context, env: str | None = None, playbook: str | None = None, 
 
     opts = options(ctx, env, playbook, json, verbose)
     pb = load(opts)
+    # deferred: pydantic (through provision.swarm) loads when a command runs, not for `dockyard --help`
+    from provision.swarm import refuse_swarm_deploy
+
+    refuse_swarm_deploy(pb)  # apps are not swarm services yet
     reporter = Reporter(json_mode=opts.json, verbose=opts.verbose)
     confirm_teardown(pb, check=check, yes=yes, reporter=reporter)
     result = run_recreate(pb, reporter=reporter, check=check, verbose=opts.verbose,

@@ -129,3 +129,41 @@ def docker_server_version() -> Argv:
 
 def docker_ps() -> Argv:
     return ("docker", "ps", "-q")
+
+
+# --- swarm (engine.mode: swarm; provision.swarm plans them) ---------------------------------------------
+
+SWARM_PORT = 2377
+# The join token travels on stdin (a Step shows only its digest), never in argv as dockyard sends it: this
+# fixed script reads it and hands it to `docker swarm join`; $1 = own advertise address, $2 = manager addr:port.
+_JOIN_SCRIPT = 'IFS= read -r token && exec docker swarm join --token "$token" --advertise-addr "$1" "$2"'
+
+
+def join_address(address: str, port: int = SWARM_PORT) -> str:
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
+def swarm_init(advertise_address: str) -> Argv:
+    return ("docker", "swarm", "init", "--advertise-addr", advertise_address)
+
+
+def swarm_join(advertise_address: str, manager_address: str) -> Argv:
+    return ("sh", "-c", _JOIN_SCRIPT, "sh", advertise_address, join_address(manager_address))
+
+
+def swarm_join_token(role: str) -> Argv:
+    if role not in ("worker", "manager"):
+        raise ValueError(f"a swarm role is worker or manager, got {role!r}")
+    return ("docker", "swarm", "join-token", "-q", role)
+
+
+def node_demote(node_id: str) -> Argv:
+    return ("docker", "node", "demote", node_id)
+
+
+def node_remove(node_id: str) -> Argv:
+    return ("docker", "node", "rm", node_id)
+
+
+def node_list() -> Argv:
+    return ("docker", "node", "ls", "--format", "{{json .}}")

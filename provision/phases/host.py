@@ -137,6 +137,24 @@ def ssh_target(pb: Any, host: HostInfo) -> Any:
     return SshTarget.from_host(pb, host)
 
 
+def environment_hosts(pb: Any) -> list[tuple[str, HostInfo]]:
+    """Every host of the environment with the label its recap goes by, in order (the first leads a swarm):
+    `host.addresses` (provider existing) gives several, each "address[:ssh-port]" (ssh.port otherwise);
+    anything else is the one host of the provider's lookup."""
+    if pb.provider != "existing" or not pb.host.addresses:
+        return [(host_label(pb), resolve_host(pb))]
+    # deferred: pydantic (through provision.spec_host) loads when a command runs, not for `dockyard --help`
+    from provision.spec_host import split_address
+
+    hosts = []
+    for i, item in enumerate(pb.host.addresses, start=1):
+        address, port = split_address(item)
+        hosts.append((f"{host_label(pb)}-{i}", HostInfo(
+            provider="existing", host_id=item, state="running", ssh_address=address,
+            ssh_port=port or pb.ssh.port, ssh_user=pb.ssh_user, public_address=address)))
+    return hosts
+
+
 def remote_for(pb: Any, host: HostInfo | None = None) -> Any:
     """The Remote (not connected yet) of the playbook's host: `host`, or the provider's lookup."""
     # deferred: fabric, paramiko, requests load when a command runs, not for `dockyard --help`

@@ -4,14 +4,20 @@
 provision (pass the HostInfo it returned as `host`, and a Remote to share the connection with deploy). Steps:
 validate daemon.json locally (exit 2, nothing touched) → one SSH connection → one batched facts command → pure
 plan (provision.plan.engine) → runner → handlers → the runner's recap.
+
+`setup_hosts(playbook, ...) -> list[HostRecap]` is the `setup` command: every host of the environment
+(`host.addresses`) set up in parallel, one SSH connection each; with `engine.mode: swarm` then one swarm formed
+over them (provision.phases.swarm). One recap per host.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from provision.changes import HostRecap
-from provision.phases.host import host_label, remote_for
+from provision.phases.host import environment_hosts, host_label, joined_recap, remote_for
+from provision.phases.swarm import form_swarm, parallel
 
 
 def desired_engine(pb: Any) -> Any:
@@ -27,7 +33,7 @@ def desired_engine(pb: Any) -> Any:
 
 
 def setup_host(pb: Any, *, check: bool = False, diff: bool = False, reporter: Any = None, host: Any = None,
-               remote: Any = None) -> HostRecap:
+               remote: Any = None, label: str | None = None) -> HostRecap:
     # deferred: fabric, paramiko, pydantic, requests, rich load when a command runs, not for `dockyard --help`
     from provision.facts.engine import gather_engine_facts
     from provision.plan.engine import RESTART, plan_engine, plan_restart
@@ -39,7 +45,7 @@ def setup_host(pb: Any, *, check: bool = False, diff: bool = False, reporter: An
     own = remote is None
     if remote is None:
         remote = remote_for(pb, host)
-    label = host_label(pb)
+    label = label or host_label(pb)
     runner = Runner(label, remote, check=check, diff=diff, reporter=reporter)
     try:
         with runner.guard("connect"), reporter.progress(f"[{label}] connecting to {remote.target.label}"):
@@ -65,4 +71,28 @@ def setup_host(pb: Any, *, check: bool = False, diff: bool = False, reporter: An
         return runner.recap
     finally:
         if own:
+            remote.close()
+
+
+def setup_hosts(pb: Any, *, check: bool = False, diff: bool = False, reporter: Any = None) -> list[HostRecap]:
+    """Every host's engine in parallel (each on its own connection, within its own channel budget), then the
+    swarm when engine.mode is swarm. One recap per host, in the playbook's order."""
+    # deferred: rich loads when a command runs, not for `dockyard --help`
+    from provision.report import Reporter
+
+    reporter = reporter or Reporter()
+    desired_engine(pb)  # an invalid daemon.json is refused (exit 2) before any host is touched
+    hosts = environment_hosts(pb)
+    if len(hosts) == 1 and pb.engine.mode != "swarm":
+        return [setup_host(pb, check=check, diff=diff, reporter=reporter, host=hosts[0][1], label=hosts[0][0])]
+    started = time.monotonic()
+    remotes = [remote_for(pb, info) for _, info in hosts]
+    try:
+        engines = parallel(range(len(hosts)), lambda i: setup_host(
+            pb, check=check, diff=diff, reporter=reporter, host=hosts[i][1], remote=remotes[i], label=hosts[i][0]))
+        swarm = form_swarm(pb, [(label, remote) for (label, _), remote in zip(hosts, remotes, strict=True)],
+                           engines, check=check, diff=diff, reporter=reporter) if pb.engine.mode == "swarm" else []
+        return [joined_recap(engine.host, [engine, *swarm[i:i + 1]], started) for i, engine in enumerate(engines)]
+    finally:
+        for remote in remotes:
             remote.close()

@@ -1,0 +1,40 @@
+"""Swarm mode through the CLI: deploy/up/recreate refuse (exit 2, naming engine.mode) before touching any host,
+as apps are not swarm services yet; the 198.51.100.x addresses are never dialled (the refusal comes first)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.unit.test_cli import run
+
+pytestmark = pytest.mark.unit
+
+SWARM = """\
+project: shop
+environment: prod
+provider: existing
+host: {addresses: ["198.51.100.10", "198.51.100.11:2222", "198.51.100.12"]}
+ssh: {user: deploy, key_file: id_test}
+engine: {mode: swarm, managers: 3}
+"""
+
+
+@pytest.mark.parametrize("command", ["deploy", "up", "recreate"])
+def test_app_commands_refuse_swarm_mode_with_exit_2_naming_engine_mode(tmp_path: Path, command: str) -> None:
+    (tmp_path / "playbooks").mkdir()
+    (tmp_path / "playbooks" / "prod.yml").write_text(SWARM)
+    done = run(tmp_path, command, "-e", "prod", "--json", *(["--yes"] if command == "recreate" else []))
+    assert done.returncode == 2, done.stderr
+    error = json.loads(done.stdout)
+    assert "engine.mode" in json.dumps(error) and "not supported yet" in json.dumps(error)
+    assert "Traceback" not in done.stderr
+
+
+def test_validate_accepts_a_three_host_swarm(tmp_path: Path) -> None:
+    (tmp_path / "playbooks").mkdir()
+    (tmp_path / "playbooks" / "prod.yml").write_text(SWARM)
+    done = run(tmp_path, "validate", "-e", "prod")
+    assert done.returncode == 0, done.stderr
