@@ -75,7 +75,7 @@ class FakeEc2:
         return Waiter()
 
 
-def _playbook(tmp_path: Path, count: int = 3, mode: str = "standalone") -> Playbook:
+def _playbook(tmp_path: Path, count: int = 3, mode: str = "swarm") -> Playbook:
     key = ed25519.Ed25519PrivateKey.generate().public_key()
     line = key.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
     private = tmp_path / "id_ed25519"
@@ -86,7 +86,7 @@ def _playbook(tmp_path: Path, count: int = 3, mode: str = "standalone") -> Playb
         "engine": {"mode": mode}, "ssh": {"key_file": str(private)}})
 
 
-def _desired(tmp_path: Path, count: int = 3, mode: str = "standalone") -> Any:
+def _desired(tmp_path: Path, count: int = 3, mode: str = "swarm") -> Any:
     from provision.facts.aws import read_local_key
 
     pb = _playbook(tmp_path, count, mode)
@@ -104,8 +104,10 @@ def _instance(index: int | None, iid: str | None = None) -> dict[str, Any]:
 
 def _facts(d: Any, indexes: list[int | None], rules: list[dict[str, Any]] | None = None,
            group: bool = True) -> HostFacts:
+    # by default the group already holds what the playbook wants (the swarm rules too, in swarm mode)
+    wanted = BASE_RULES + (_self_rules("sg-0aa") if d.swarm else [])
     sg = {"GroupId": "sg-0aa", "GroupName": "dockyard-shop-staging", "VpcId": "vpc-1", "Tags": OWNED,
-          "IpPermissions": BASE_RULES if rules is None else rules}
+          "IpPermissions": wanted if rules is None else rules}
     key = {"KeyName": "dockyard-shop-staging", "KeyFingerprint": sorted(d.key.fingerprints)[0], "Tags": OWNED}
     return HostFacts(region="eu-west-1", vpc_id="vpc-1",
                      instances=tuple(parse_instance(_instance(i)) for i in indexes),
@@ -220,7 +222,7 @@ def test_swarm_rules_reference_the_group_itself_on_a_new_group(tmp_path) -> None
 
 def test_swarm_rules_on_an_existing_group_name_its_id_and_converge(tmp_path) -> None:
     d = _desired(tmp_path, mode="swarm")
-    [added] = plan_host(d, _facts(d, [1, 2, 3]))
+    [added] = plan_host(d, _facts(d, [1, 2, 3], rules=BASE_RULES))  # a group from before swarm mode
     [auth] = _ops([added])
     assert auth.op == "security_group.authorize" and "self_perms" not in dict(auth.params)
     perms = thaw(dict(auth.params)["perms"])
@@ -235,7 +237,7 @@ def test_swarm_rules_on_an_existing_group_name_its_id_and_converge(tmp_path) -> 
 
 
 def test_without_swarm_no_rule_references_a_group(tmp_path) -> None:
-    d = _desired(tmp_path, mode="standalone")
+    d = _desired(tmp_path, count=1, mode="standalone")
     assert not any(r.kind in ("self", "group") for r in d.rules)
     assert {r.kind for r in _desired(tmp_path, mode="swarm").rules} >= {"self"}
 
@@ -248,6 +250,9 @@ def test_count_is_1_to_10_and_only_for_aws(tmp_path) -> None:
     path.write_text("project: shop\nprovider: existing\nhost:\n  address: 192.0.2.1\n  count: 2\n")
     with pytest.raises(InputError, match=r"host\.count.*provider aws"):
         load_playbook(path)
+    # several instances are one environment only as a swarm
+    with pytest.raises(ValidationError, match="only as a swarm"):
+        _playbook(tmp_path, count=2, mode="standalone")
 
 
 def test_lowering_the_count_asks_like_teardown(tmp_path, monkeypatch) -> None:
