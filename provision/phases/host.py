@@ -156,8 +156,9 @@ def environment_hosts(pb: Any) -> list[tuple[str, HostInfo]]:
 
 
 def remote_for(pb: Any, host: HostInfo | None = None) -> Any:
-    """The Remote (not connected yet) of the playbook's host: `host`, or the provider's lookup."""
+    """The Remote (not connected yet) of the playbook's host: `host`, or the provider's lookup; for several
+    hosts (`host.addresses`), the first: it leads the swarm and holds the deploy lock and the audit log."""
     # deferred: fabric, paramiko, requests load when a command runs, not for `dockyard --help`
     from provision.remote import Remote
 
-    return Remote(ssh_target(pb, host or resolve_host(pb)))
+    return Remote(ssh_target(pb, host or environment_hosts(pb)[0][1]))

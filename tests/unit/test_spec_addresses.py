@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from provision.phases.host import environment_hosts
+from provision.phases.host import environment_hosts, remote_for
 from provision.playbook import load_playbook
 from provision.spec_host import split_address
 
@@ -48,6 +48,9 @@ def test_each_address_is_a_host_of_the_environment_with_its_own_port_and_label(t
     assert [(label, h.ssh_address, h.ssh_port) for label, h in hosts] == [
         ("shop-prod-1", "10.0.0.5", 2022), ("shop-prod-2", "10.0.0.6", 2222), ("shop-prod-3", "fd00::7", 22)]
     assert pb.engine.mode == "swarm" and pb.engine.managers == 3
+    # one-host commands (lock, audit, releases, status) go to the first: it leads the swarm
+    target = remote_for(pb).target
+    assert (target.host, target.port) == ("10.0.0.5", 2022)
 
 
 def test_one_address_stays_the_one_host_it_always_was(tmp_path: Path) -> None:
