@@ -175,6 +175,10 @@ def _swarm_checks(pb: Playbook) -> list[tuple[tuple[PathPart, ...], str]]:
                                             "engine.mode: swarm"))
     if pb.engine.managers == 3 and pb.provider == "aws" and pb.host.count < 3:
         problems.append((("engine", "managers"), f"3 managers need at least 3 hosts (host.count is {pb.host.count})"))
+    if pb.engine.mode != "swarm":
+        for name, app in pb.apps.items():
+            problems += [(("apps", name, key), f"`{key}` is a swarm setting: it needs engine.mode: swarm")
+                         for key in ("replicas", "placement") if key in app.model_fields_set]
     return problems
 
 

@@ -46,6 +46,10 @@ def check_domain(value: str) -> str | None:
     return None
 
 
+# a swarm placement constraint: <attribute> ==|!= <value>, no spaces inside either side
+PLACEMENT_RE = r"[A-Za-z][A-Za-z0-9_.\-]*\s*(==|!=)\s*[A-Za-z0-9_.\-:/]+"
+
+
 class HealthcheckSpec(Frozen):
     http: str | None = None  # path, e.g. /healthz, probed on the app's `port` inside the container
     cmd: tuple[ScalarStr, ...] | None = None
@@ -166,6 +170,8 @@ class AppSpec(Frozen):
     domains: tuple[str, ...] = ()  # host names the front proxy routes to this app (needs `proxy:`)
     drain: Duration = 30.0  # after a switch, how long requests in flight to the old container may run
     keep_releases: Int = Field(5, ge=1, le=50)  # releases (stopped containers + images) kept for rollback
+    replicas: Int = Field(1, ge=1, le=100)  # engine.mode swarm: the service's task count
+    placement: tuple[str, ...] = ()  # engine.mode swarm: constraints such as node.role==worker
 
     @field_validator("command", mode="before")
     @classmethod
@@ -256,6 +262,18 @@ class AppSpec(Frozen):
                 seen.append(domain)
             if problems:
                 raise SpecError(problems)
+        return v
+
+    @field_validator("placement", mode="before")
+    @classmethod
+    def _placement(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = [v]
+        if isinstance(v, list | tuple):
+            bad = [((i,), "expected a swarm constraint such as node.role==worker or node.labels.zone!=a")
+                   for i, c in enumerate(v) if not isinstance(c, str) or not re.fullmatch(PLACEMENT_RE, c)]
+            if bad:
+                raise SpecError(bad)
         return v
 
     @field_validator("env")
