@@ -26,6 +26,7 @@ ENGINE_OPS = frozenset({
     "image.ship", "container.create", "container.remove", "container.rename", "container.connect",
     "container.stop", "container.start", "container.logs", "image.pull",
     "proxy.route", "proxy.unroute", "proxy.sync", "container.run_once",
+    "secret.create", "service.create", "service.update",  # engine.mode swarm (provision.plan.services)
 })
 EC2_OPS = frozenset({
     "key_pair.import", "key_pair.delete", "security_group.create", "security_group.delete",
@@ -33,7 +34,7 @@ EC2_OPS = frozenset({
     "instance.terminate", "instance.modify_type", "instance.metadata_options", "instance.groups", "instance.tags",
 })
 PROBES = frozenset({"engine.answers", "container.healthy", "instance.running", "instance.stopped",
-                    "instance.terminated", "proxy.drained"})
+                    "instance.terminated", "proxy.drained", "service.converged"})
 
 Params = tuple[tuple[str, Any], ...]
 

@@ -149,7 +149,7 @@ class ServiceConfig:
 
     def container_spec(self, secret_ids: Mapping[str, str]) -> dict[str, Any]:
         """TaskTemplate.ContainerSpec; `secret_ids` maps each Swarm secret's name to its id (known only once the
-        secret exists: the executor resolves it)."""
+        secret exists: a plan leaves it "" and the executor fills it in with `with_secret_ids`)."""
         c = self.container
         env = [f"{k}={v}" for k, v in c.env] + [f"{s.env_name}_FILE={s.path}" for s in self.secrets]
         spec: dict[str, Any] = {
@@ -165,7 +165,7 @@ class ServiceConfig:
                 *({"Type": "tmpfs", "Target": path} for path in c.tmpfs),
             ],
             "Secrets": [{"File": {"Name": s.env_name, "UID": "0", "GID": "0", "Mode": 0o444},
-                         "SecretID": secret_ids[s.name], "SecretName": s.name} for s in self.secrets],
+                         "SecretID": secret_ids.get(s.name, ""), "SecretName": s.name} for s in self.secrets],
         }
         if c.command:
             spec["Args"] = list(c.command)
@@ -220,6 +220,15 @@ class ServiceConfig:
             "rollback_config": self.rollback_config(),
             "endpoint_spec": self.endpoint_spec(),
         }
+
+
+def with_secret_ids(kwargs: Mapping[str, Any], secret_ids: Mapping[str, str]) -> dict[str, Any]:
+    """A copy of `api_kwargs` output with each secret reference's SecretID set from its SecretName (the
+    executor's lookup of the secrets it created or found)."""
+    out = json.loads(json.dumps(kwargs))
+    for ref in out["task_template"]["ContainerSpec"].get("Secrets", []):
+        ref["SecretID"] = secret_ids[ref["SecretName"]]
+    return out
 
 
 def overlay_network(project: str, environment: str, app: str, name: str) -> dict[str, Any]:

@@ -1,0 +1,112 @@
+"""Pure planning for apps run as Swarm services (engine.mode: swarm): (desired ServiceConfig, observed facts)
+-> Changes. Never touches the network. STATUS and decisions: provision/commands/service.py.
+
+Per app, in the order deploy applies them (through the first host, a manager):
+- network: the app's overlay network (not attachable), created when absent;
+- secrets: each Swarm secret (its name carries the value's digest) created when absent; the op carries the
+  env var name and the digest, never the value (the executor reads it from the secret source);
+- service: absent → create; its `dockyard.config-hash` label differs → update with the whole new spec (the
+  engine rolls it out start-first/stop-first and rolls back by itself when a new task fails); equal → nothing,
+  so the service's UpdatedAt stays untouched. A create or update is followed by a bounded wait until the
+  service converged (`service.converged`: every replica running the new spec, or the rollback finished —
+  which fails the step, exit 1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from provision.changes import Change, Step
+from provision.commands.docker import LABEL_CONFIG, LABEL_CONFIG_HASH, owner_labels
+from provision.commands.service import ServiceConfig
+from provision.ops import EngineCall, Wait, params
+
+CONVERGE_SLACK = 60.0  # seconds on top of replicas x (monitor + health wait) the rollout may take
+
+
+@dataclass(frozen=True)
+class ServiceFacts:
+    """What the manager says of one service (docker-py `APIClient.inspect_service`)."""
+
+    id: str
+    version: int
+    config_hash: str
+    updated_at: str
+    update_state: str = ""  # UpdateStatus.State: updating | completed | paused | rollback_* | ""
+    config_text: str = ""  # the dockyard.config label: the "before" of --diff
+
+
+def parse_service(attrs: Mapping[str, Any]) -> ServiceFacts:
+    spec = attrs.get("Spec") or {}
+    labels = spec.get("Labels") or {}
+    return ServiceFacts(id=str(attrs.get("ID", "")), version=int((attrs.get("Version") or {}).get("Index", 0)),
+                        config_hash=str(labels.get(LABEL_CONFIG_HASH, "")), updated_at=str(attrs.get("UpdatedAt", "")),
+                        update_state=str((attrs.get("UpdateStatus") or {}).get("State", "")),
+                        config_text=str(labels.get(LABEL_CONFIG, "")))
+
+
+def _target(app: str, what: str) -> str:
+    return f"app:{app}:{what}"
+
+
+def converge_timeout(desired: ServiceConfig) -> float:
+    h = desired.container.health
+    per_task = desired.monitor + (h.wait if h is not None else 0.0)
+    return CONVERGE_SLACK + desired.replicas * per_task
+
+
+def plan_network(desired: ServiceConfig, networks: Iterable[str]) -> list[Change]:
+    c = desired.container
+    if c.network in set(networks):
+        return []
+    labels = owner_labels(c.project, c.environment, c.app)
+    call = EngineCall("network.create", params(name=c.network, labels=labels, driver="overlay"))
+    return [Change(_target(c.app, "network"), "create", "absent",
+                   (Step(f"create overlay network {c.network}", call),))]
+
+
+def plan_secrets(desired: ServiceConfig, secrets: Iterable[str]) -> list[Change]:
+    have = set(secrets)
+    c = desired.container
+    changes = []
+    for s in desired.secrets:
+        if s.name in have:
+            continue
+        call = EngineCall("secret.create", params(name=s.name, env_name=s.env_name, digest=s.digest,
+                                                  labels=s.labels(c.project, c.environment, c.app)))
+        changes.append(Change(_target(c.app, f"secret:{s.env_name}"), "create", "absent (a new value)",
+                              (Step(f"create swarm secret {s.name} (value from {s.env_name})", call),)))
+    return changes
+
+
+def plan_service(desired: ServiceConfig, facts: ServiceFacts | None) -> list[Change]:
+    """Create, update (config hash differs) or nothing (equal: the service is not touched)."""
+    app = desired.container.app
+    spec = desired.api_kwargs({})  # secret ids: filled in by the executor from the secrets' names
+    wait = Wait("service.converged", params(service=desired.name, config_hash=desired.config_hash,
+                                            replicas=desired.replicas, label=f"app {app}"),
+                timeout=converge_timeout(desired))
+    after = desired.describe()
+    if facts is None:
+        create = EngineCall("service.create", params(spec=spec))
+        return [Change(_target(app, "service"), "create", "absent", (
+            Step(f"create service {desired.name} ({desired.replicas} replicas)", create),
+            Step(f"wait until {desired.name} runs {desired.replicas} replicas", wait)), after=after,
+            data={"config_hash": desired.config_hash[:12], "replicas": desired.replicas})]
+    if facts.config_hash == desired.config_hash:
+        return []
+    update = EngineCall("service.update", params(id=facts.id, version=facts.version, spec=spec))
+    return [Change(_target(app, "service"), "update", "config hash differs", (
+        Step(f"update service {desired.name} ({desired.update_order}, rollback on failure)", update),
+        Step(f"wait until every replica of {desired.name} runs the new version", wait)),
+        before=facts.config_text or None, after=after,
+        data={"config_hash": desired.config_hash[:12], "was": facts.config_hash[:12],
+              "replicas": desired.replicas})]
+
+
+def plan_app_service(desired: ServiceConfig, facts: ServiceFacts | None, *, networks: Iterable[str],
+                     secrets: Iterable[str]) -> list[Change]:
+    """Everything one app needs, in order: its networks and secrets before the service that uses them."""
+    return [*plan_network(desired, networks), *plan_secrets(desired, secrets), *plan_service(desired, facts)]
