@@ -26,6 +26,7 @@ from provision.ops import ENGINE_OPS, EngineCall, FrozenMap, Guarded, Op, Secret
 from provision.progress import human_bytes
 from provision.proxyops import ProxyState, route, sync, unroute, wait_drained
 from provision.secrets import make_redactor
+from provision.serviceops import SERVICE_HANDLERS, wait_converged
 from provision.ship import send
 
 if TYPE_CHECKING:
@@ -61,6 +62,8 @@ class DeployContext:
             return wait_healthy(self, op.get("container"), op.get("health"), op.get("label"), op.timeout)
         if isinstance(op, Wait) and op.probe == "proxy.drained":
             return wait_drained(self, op.get("upstreams"), op.get("label"), op.timeout)
+        if isinstance(op, Wait) and op.probe == "service.converged":
+            return wait_converged(self, timeout=op.timeout, **{k: v for k, v in op.params})
         if isinstance(op, Guarded):
             return run_guarded(self, op)
         return SshExecutor(self.remote, secret_file=self.secret_file).execute(op)
@@ -231,12 +234,12 @@ def remove_image(ctx: DeployContext, *, image_id: str, tags: Iterable[str]) -> N
 # --- networks and volumes ----------------------------------------------------------------------------------
 
 
-def ensure_network(ctx: DeployContext, *, name: str, labels: Mapping[str, str]) -> None:
+def ensure_network(ctx: DeployContext, *, name: str, labels: Mapping[str, str], driver: str = "bridge") -> None:
     api = _api(ctx)
     if api.networks(names=[name], filters={"label": [f"{k}={v}" for k, v in labels.items()]}):
         return
     try:
-        api.create_network(name, driver="bridge", labels=dict(labels), check_duplicate=True)
+        api.create_network(name, driver=driver, labels=dict(labels), check_duplicate=True)
     except Exception as exc:
         if _status(exc) != 409:
             raise
@@ -391,5 +394,6 @@ ENGINE_HANDLERS: dict[str, Callable[..., Any]] = {
     "image.pull": lambda ctx, **kw: pull_image(ctx, ship=ship_images, **kw),  # ship: an image app's fallback
     "proxy.route": route, "proxy.unroute": unroute, "proxy.sync": sync,
     "container.run_once": run_once,
+    **SERVICE_HANDLERS,
 }
 assert set(ENGINE_HANDLERS) == ENGINE_OPS - {"container.create"}  # an app's container: `docker create` (Argv)

@@ -1,0 +1,109 @@
+"""The Engine API executor of the Swarm service ops (provision.plan.services), run through the first host's
+engine (a manager) by DeployContext (provision.appops registers these handlers). STATUS: see
+provision/commands/service.py — these handlers are written but not yet driven by a deploy phase nor
+exercised by an e2e test.
+
+- `secret.create`: the value comes from the context's secret source, is checked against the plan's digest (a
+  value changed since planning would make a secret whose name lies about it) and travels only in the API body;
+- `service.create` / `service.update`: the plan's spec with each secret reference's id looked up by name;
+- `service.converged` (a Wait): polls the service until its update completed and `replicas` tasks run;
+  a rollback (the engine's failure_action) or a paused update fails the step: exit 1, old version running.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from provision.commands.service import with_secret_ids
+from provision.errors import StepFailed
+
+POLL = 1.0
+FAILED_STATES = ("rollback_started", "rollback_paused", "rollback_completed", "paused")
+
+
+def _status(exc: Exception) -> int | None:
+    response = getattr(exc, "response", None)
+    return getattr(response, "status_code", None)
+
+
+def create_secret(ctx: Any, *, name: str, env_name: str, digest: str, labels: Mapping[str, str]) -> None:
+    if ctx.secrets is None:
+        raise StepFailed(f"no secret source for {env_name}")
+    value = ctx.secrets.value(env_name).encode("utf-8")
+    if hashlib.sha256(value).hexdigest() != digest.removeprefix("sha256:"):
+        raise StepFailed(f"secret {env_name} changed while deploying: run again")
+    try:
+        ctx.docker().api.create_secret(name, value, labels=dict(labels))
+    except Exception as exc:
+        if _status(exc) != 409:  # already there: same name, same digest, same value
+            raise StepFailed(f"creating swarm secret {name} failed: {type(exc).__name__}") from None
+
+
+def _secret_ids(api: Any, names: Sequence[str]) -> dict[str, str]:
+    if not names:
+        return {}
+    found = {str(s["Spec"]["Name"]): str(s["ID"]) for s in api.secrets(filters={"name": list(names)})}
+    missing = [n for n in names if n not in found]
+    if missing:
+        raise StepFailed(f"swarm secret {', '.join(missing)} is missing (create it first)")
+    return {n: found[n] for n in names}
+
+
+def _resolved(api: Any, spec: Mapping[str, Any]) -> dict[str, Any]:
+    refs = spec["task_template"]["ContainerSpec"].get("Secrets") or []
+    return with_secret_ids(spec, _secret_ids(api, [r["SecretName"] for r in refs]))
+
+
+def create_service(ctx: Any, *, spec: Mapping[str, Any]) -> str:
+    api = ctx.docker().api
+    return str(api.create_service(**_resolved(api, spec))["ID"])
+
+
+def update_service(ctx: Any, *, id: str, version: int, spec: Mapping[str, Any]) -> None:
+    api = ctx.docker().api
+    api.update_service(id, version, **_resolved(api, spec))
+
+
+def _running(api: Any, service: str) -> int:
+    tasks = api.tasks(filters={"service": service, "desired-state": "running"})
+    return sum(1 for t in tasks if (t.get("Status") or {}).get("State") == "running")
+
+
+def converge_state(attrs: Mapping[str, Any], config_hash: str, running: int, replicas: int) -> str:
+    """Pure: "done", "wait" or "failed: <why>" from one inspect of the service and its running task count."""
+    update = attrs.get("UpdateStatus") or {}
+    state = str(update.get("State", ""))
+    labels = (attrs.get("Spec") or {}).get("Labels") or {}
+    if state in FAILED_STATES:
+        why = " ".join(str(update.get("Message", "")).split())[:300]
+        return f"failed: the update {state.replace('_', ' ')}" + (f" ({why})" if why else "")
+    if labels.get("dockyard.config-hash") != config_hash:
+        return "failed: the service no longer carries the new config (changed by someone else?)"
+    if state in ("", "completed") and running >= replicas:
+        return "done"
+    return "wait"
+
+
+def wait_converged(ctx: Any, *, service: str, config_hash: str, replicas: int, label: str, timeout: float) -> None:
+    api = ctx.docker().api
+    deadline = time.monotonic() + timeout
+    with ctx.progress(f"{label}: rolling out {replicas} replicas", limit=timeout) as progress:
+        while True:
+            running = _running(api, service)
+            verdict = converge_state(api.inspect_service(service), config_hash, running, replicas)
+            if verdict == "done":
+                return
+            if verdict.startswith("failed: "):
+                raise StepFailed(f"{label}: {verdict.removeprefix('failed: ')}; the old version keeps running")
+            progress.update(f"{label}: {running}/{replicas} replicas running the new version")
+            if time.monotonic() >= deadline:
+                raise StepFailed(f"{label}: {running}/{replicas} replicas ran the new version within {timeout:g}s")
+            time.sleep(POLL)
+
+
+SERVICE_HANDLERS: dict[str, Callable[..., Any]] = {
+    "secret.create": create_secret, "service.create": create_service, "service.update": update_service,
+}
