@@ -22,7 +22,7 @@ from provision.cli.aws import host_json
 from provision.cli.common import dockyard_task, emit_json, load, options
 from provision.cli.lock import LOCK_WAIT_HELP, lock_request
 from provision.errors import EXIT_FAILED, InputError
-from provision.phases.deploy import app_urls, deploy_host
+from provision.phases.deploy import app_urls, deploy_host, deploy_swarm_env
 from provision.phases.host import resolve_host
 from provision.providers.hostinfo import host_entries
 
@@ -68,11 +68,17 @@ def deploy(
 
     opts = options(ctx, env, playbook, json, verbose)
     pb = load(opts)
-    # deferred: pydantic (through provision.swarm) loads when a command runs, not for `dockyard --help`
-    from provision.swarm import refuse_swarm_deploy
-
-    refuse_swarm_deploy(pb)  # apps are not swarm services yet
     reporter = Reporter(json_mode=opts.json, verbose=opts.verbose)
+    if pb.engine.mode == "swarm":  # the apps become services over every host (up/recreate: not yet)
+        swarm = deploy_swarm_env(pb, check=check, diff=diff, reporter=reporter, only=list(app or ()), prune=prune,
+                                 verbose=opts.verbose, lock=lock_request(pb, "deploy", lock_wait))
+        reporter.recap(swarm.recaps)
+        if opts.json:
+            emit_json(to_json(swarm.recaps, {"command": "deploy", "check": check, "environment": pb.environment,
+                                             "built": swarm.built, "services": swarm.services}))
+        if swarm.failed:
+            raise Exit(code=EXIT_FAILED)
+        return
     host = resolve_host(pb)  # the lookup deploy_host would make; kept for the URLs
     result = deploy_host(
         pb,

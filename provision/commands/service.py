@@ -237,6 +237,16 @@ def overlay_network(project: str, environment: str, app: str, name: str) -> dict
             "labels": {**owner_labels(project, environment), LABEL_APP: app}}
 
 
+def service_of(container: ContainerConfig, app: AppSpec) -> ServiceConfig:
+    """The service of an app whose container config deploy already built (render, hash, image): the same
+    config without its env file (secrets are Swarm secrets), plus replicas, placement and the secrets."""
+    c = replace(container, env_file=None)
+    digests = dict(c.secret_digests)
+    secrets = tuple(SwarmSecret(n, secret_name(c.project, c.environment, c.app, n, digests[n]), digests[n])
+                    for n in c.secrets)
+    return ServiceConfig(container=c, replicas=app.replicas, placement=app.placement, secrets=secrets)
+
+
 def service_config(
     project: str,
     environment: str,
@@ -249,12 +259,8 @@ def service_config(
     read_only: bool,
     release: str = "",
 ) -> ServiceConfig:
-    """The desired service of one app: its container config (without an env file: secrets are Swarm
-    secrets) plus replicas, placement and the Swarm secrets."""
+    """The desired service of one app, built from its settings (tests; deploy uses `service_of`)."""
     container = container_config(project, environment, app_name, app, image=image, build_hash=build_hash,
                                  secret_digests=secret_digests, ssh_user="root", read_only=read_only,
                                  release=release)
-    container = replace(container, env_file=None)
-    secrets = tuple(SwarmSecret(n, secret_name(project, environment, app_name, n, secret_digests[n]),
-                                secret_digests[n]) for n in sorted(app.secrets))
-    return ServiceConfig(container=container, replicas=app.replicas, placement=app.placement, secrets=secrets)
+    return service_of(container, app)

@@ -95,3 +95,45 @@ def _routed_url(pb: Any, domain: str, host: Any) -> str:
     if host is not None and host.published and port in host.published:
         return f"{scheme}://{domain}:{host.published[port]}/ (resolve {domain} to 127.0.0.1)"
     return f"{scheme}://{domain}/" if port == default else f"{scheme}://{domain}:{port}/"
+
+
+def deploy_swarm_env(
+    pb: Any,
+    *,
+    check: bool = False,
+    diff: bool = False,
+    reporter: Any = None,
+    only: list[str] | tuple[str, ...] = (),
+    prune: bool = False,
+    verbose: bool = False,
+    lock: LockRequest | None = None,
+) -> Any:
+    """engine.mode swarm: the apps as services over every host of the environment (images on each, services
+    through the first, which also holds the lock); returns provision.deploy_swarm.SwarmDeployResult."""
+    # deferred: paramiko, pydantic, rich load when a command runs, not for `dockyard --help`
+    from provision.deploy import desired_apps, secret_source, select
+    from provision.deploy_swarm import deploy_swarm, refuse_unsupported
+    from provision.phases.host import environment_hosts
+    from provision.report import Reporter
+
+    reporter = reporter or Reporter()
+    selection = select(pb, only)
+    refuse_unsupported(pb, selection.apps, prune=prune)
+    secrets = secret_source(pb)
+    hosts = [(label, remote_for(pb, info)) for label, info in environment_hosts(pb)]
+    try:
+        desired = desired_apps(pb, selection.apps, secrets, hosts[0][1].user)
+        for label, remote in hosts:
+            with reporter.progress(f"[{label}] connecting to {remote.target.label}"):
+                remote.open()
+        locked = holding_lock(pb, hosts[0][1], lock, reporter) if lock is not None and not check else nullcontext()
+        with locked as held:
+            result = deploy_swarm(pb, hosts, desired, secrets=secrets, reporter=reporter, check=check, diff=diff,
+                                  verbose=verbose)
+            if held is not None:
+                held.apps = list(selection.apps)
+                held.finish(failed=result.failed, changed=sum(r.count(Status.CHANGED) for r in result.recaps))
+            return result
+    finally:
+        for _, remote in hosts:
+            remote.close()

@@ -1,5 +1,6 @@
-"""Swarm mode through the CLI: deploy/up/recreate refuse (exit 2, naming engine.mode) before touching any host,
-as apps are not swarm services yet; the 198.51.100.x addresses are never dialled (the refusal comes first)."""
+"""Swarm mode through the CLI: up/recreate refuse (exit 2, naming engine.mode) before touching any host, as
+they do not deploy apps as swarm services yet; deploy does, and refuses (exit 2, naming the key) what it cannot
+deploy as a service yet. The 198.51.100.x addresses are never dialled (the refusal comes first)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ engine: {mode: swarm, managers: 3}
 """
 
 
-@pytest.mark.parametrize("command", ["deploy", "up", "recreate"])
+@pytest.mark.parametrize("command", ["up", "recreate"])
 def test_app_commands_refuse_swarm_mode_with_exit_2_naming_engine_mode(tmp_path: Path, command: str) -> None:
     (tmp_path / "playbooks").mkdir()
     (tmp_path / "playbooks" / "prod.yml").write_text(SWARM)
@@ -30,6 +31,22 @@ def test_app_commands_refuse_swarm_mode_with_exit_2_naming_engine_mode(tmp_path:
     assert done.returncode == 2, done.stderr
     error = json.loads(done.stdout)
     assert "engine.mode" in json.dumps(error) and "not supported yet" in json.dumps(error)
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(("app", "args", "key"), [
+    ("{image: 'redis:7.2'}", (), "apps.cache.image"),
+    ("{template: python-web, port: 8000, domains: [shop.example.com]}", (), "apps.cache.domains"),
+    ("{template: python-web, port: 8000}", ("--prune",), "engine.mode"),
+])
+def test_swarm_deploy_refuses_what_services_cannot_do_yet(tmp_path: Path, app: str, args: tuple[str, ...],
+                                                          key: str) -> None:
+    (tmp_path / "playbooks").mkdir()
+    (tmp_path / "playbooks" / "prod.yml").write_text(SWARM + f"apps:\n  cache: {app}\n")
+    done = run(tmp_path, "deploy", "-e", "prod", "--json", *args)
+    assert done.returncode == 2, done.stderr
+    error = json.dumps(json.loads(done.stdout))
+    assert key in error and "swarm" in error
     assert "Traceback" not in done.stderr
 
 

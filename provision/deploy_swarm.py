@@ -1,0 +1,120 @@
+"""`deploy` with engine.mode: swarm: every app becomes a Swarm service. STATUS: provision/commands/service.py.
+
+    desired (the same render + hash + container config as standalone, all local)  ──►
+    images: on EVERY host in parallel, each over its own connection: build there (`build: host`) or build here
+    and ship (`build: local`) when the host lacks the image's tag  ──►
+    services, through the first host (a manager): facts (services, networks, secrets with our labels) ──►
+    per app: overlay network, Swarm secrets, service create/update/nothing (provision.plan.services) and the
+    bounded wait for its rollout (a rollback fails the run: exit 1).
+
+Not in swarm mode yet (refused, exit 2, before anything is touched): `image:` apps, `domains` (the front
+proxy), --prune. A release command is not run (reported).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from provision.appops import DeployContext
+from provision.changes import HostRecap
+from provision.commands.docker import label_filters
+from provision.commands.service import service_of
+from provision.errors import InputError, Problem
+from provision.facts.apps import gather_remote
+from provision.plan import apps as plan
+from provision.plan.desired import DesiredApp
+from provision.plan.services import ServiceFacts, parse_service, plan_network, plan_secrets, plan_service
+from provision.playbook import locate_problems
+from provision.runner import Runner
+
+MAX_PARALLEL_HOSTS = 16
+
+
+@dataclass
+class SwarmDeployResult:
+    recaps: list[HostRecap]
+    built: list[str] = field(default_factory=list)
+    services: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return any(r.failed for r in self.recaps)
+
+
+def refuse_unsupported(pb: Any, names: Sequence[str], *, prune: bool) -> None:
+    """What swarm mode cannot deploy yet: one InputError naming every key path."""
+    problems = []
+    for name in names:
+        app = pb.apps[name]
+        if app.image is not None:
+            problems.append(Problem("`image:` apps are not deployed as swarm services yet", pb.source,
+                                    f"apps.{name}.image"))
+        if app.domains:
+            problems.append(Problem("`domains` (the front proxy) is not supported with engine.mode: swarm yet",
+                                    pb.source, f"apps.{name}.domains"))
+    if prune:
+        problems.append(Problem("--prune is not supported with engine.mode: swarm yet", pb.source, "engine.mode"))
+    if problems:
+        raise InputError(locate_problems(pb, problems))
+
+
+def service_facts(remote: Any, project: str, environment: str) -> tuple[dict[str, ServiceFacts], set[str],
+                                                                        set[str]]:
+    """The leader's view: our services by name, our networks' and secrets' names (three reads)."""
+    api = remote.docker().api
+    labels = {"label": label_filters(project, environment)}
+    services = {str(s["Spec"]["Name"]): parse_service(s) for s in api.services(filters=labels)}
+    networks = {str(n["Name"]) for n in api.networks(filters=labels)}
+    secrets = {str(s["Spec"]["Name"]) for s in api.secrets(filters=labels)}
+    return services, networks, secrets
+
+
+def deploy_swarm(pb: Any, hosts: Sequence[tuple[str, Any]], desired: list[DesiredApp], *, secrets: Any,
+                 reporter: Any = None, check: bool = False, diff: bool = False,
+                 verbose: bool = False) -> SwarmDeployResult:
+    """`hosts`: (label, open Remote) pairs; the first is a manager (it formed the swarm)."""
+    project, env = pb.project, pb.environment
+    ctxs = [DeployContext(remote=remote, reporter=reporter, verbose=verbose, host=label, secrets=secrets)
+            for label, remote in hosts]
+    runners = [Runner(label, ctx, check=check, diff=diff, reporter=reporter)
+               for (label, _), ctx in zip(hosts, ctxs, strict=True)]
+    wanted = [d for d in desired if d.build is not None]
+
+    def images(i: int) -> None:
+        runner, remote = runners[i], hosts[i][1]
+        facts = None
+        with runner.guard("gather app facts"):
+            facts = gather_remote(remote, project, env)
+        if facts is None:
+            return
+        for d in wanted:
+            runner.run_task(f"app {d.name}: image", plan.plan_image(d, facts, project=project, environment=env))
+
+    with ThreadPoolExecutor(max_workers=min(len(hosts), MAX_PARALLEL_HOSTS)) as pool:
+        list(pool.map(images, range(len(hosts))))
+    result = SwarmDeployResult([r.recap for r in runners], sorted({t for c in ctxs for t in c.built}))
+    if any(r.failed for r in runners):
+        return result
+
+    leader = runners[0]
+    found: tuple[dict[str, ServiceFacts], set[str], set[str]] | None = None
+    with leader.guard("gather service facts"):
+        found = service_facts(hosts[0][1], project, env)
+    if found is None:
+        return result
+    services, networks, existing_secrets = found
+    wanted_services = [(d, service_of(d.container, pb.apps[d.name])) for d in desired]
+    # every app's network first: an app may `reach` one planned after it
+    leader.run_task("app networks", [c for _, svc in wanted_services for c in plan_network(svc, networks)])
+    for d, svc in wanted_services:
+        if leader.failed:
+            break
+        if d.container.release_command and reporter is not None:
+            reporter.warn(f"app {d.name}: its release command is not run in swarm mode yet")
+        leader.run_task(f"app {d.name}: service", [*plan_secrets(svc, existing_secrets),
+                                                   *plan_service(svc, services.get(svc.name))])
+        result.services.append(svc.name)
+    return result
