@@ -21,7 +21,7 @@ from provision.commands.service import with_secret_ids
 from provision.errors import StepFailed
 
 POLL = 1.0
-FAILED_STATES = ("rollback_started", "rollback_paused", "rollback_completed", "paused")
+FAILED_STATES = ("rollback_paused", "rollback_completed", "paused")  # rollback_started: wait for it to finish
 
 
 def _status(exc: Exception) -> int | None:
@@ -77,6 +77,8 @@ def converge_state(attrs: Mapping[str, Any], config_hash: str, running: int, rep
     update = attrs.get("UpdateStatus") or {}
     state = str(update.get("State", ""))
     labels = (attrs.get("Spec") or {}).get("Labels") or {}
+    if state == "rollback_started":
+        return "wait"  # the old version is coming back: the run fails once it has
     if state in FAILED_STATES:
         why = " ".join(str(update.get("Message", "")).split())[:300]
         return f"failed: the update {state.replace('_', ' ')}" + (f" ({why})" if why else "")

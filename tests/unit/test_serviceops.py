@@ -109,6 +109,7 @@ def test_a_missing_secret_fails_before_the_service_is_touched():
 
 @pytest.mark.parametrize(("state", "running", "want"), [
     ("completed", 3, "done"), ("", 3, "done"), ("updating", 3, "wait"), ("completed", 2, "wait"),
+    ("rollback_started", 3, "wait"),
     ("rollback_completed", 3, "failed: the update rollback completed (boom)"),
     ("paused", 1, "failed: the update paused (boom)"),
 ])
