@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from provision.commands.docker import LABEL_CONFIG_HASH
 from provision.commands.service import with_secret_ids
 from provision.errors import StepFailed
 
@@ -67,9 +68,16 @@ def update_service(ctx: Any, *, id: str, version: int, spec: Mapping[str, Any]) 
     api.update_service(id, version, **_resolved(api, spec))
 
 
-def _running(api: Any, service: str) -> int:
-    tasks = api.tasks(filters={"service": service, "desired-state": "running"})
-    return sum(1 for t in tasks if (t.get("Status") or {}).get("State") == "running")
+def running_new(tasks: Sequence[Mapping[str, Any]], config_hash: str) -> int:
+    """Tasks running the new version: their container spec carries its config hash (an UpdateStatus read right
+    after the update call may still be the previous update's "completed")."""
+    return sum(1 for t in tasks if (t.get("Status") or {}).get("State") == "running"
+               and ((t.get("Spec") or {}).get("ContainerSpec") or {}).get("Labels", {}).get(LABEL_CONFIG_HASH)
+               == config_hash)
+
+
+def _running(api: Any, service: str, config_hash: str) -> int:
+    return running_new(api.tasks(filters={"service": service, "desired-state": "running"}), config_hash)
 
 
 def converge_state(attrs: Mapping[str, Any], config_hash: str, running: int, replicas: int) -> str:
@@ -82,7 +90,7 @@ def converge_state(attrs: Mapping[str, Any], config_hash: str, running: int, rep
     if state in FAILED_STATES:
         why = " ".join(str(update.get("Message", "")).split())[:300]
         return f"failed: the update {state.replace('_', ' ')}" + (f" ({why})" if why else "")
-    if labels.get("dockyard.config-hash") != config_hash:
+    if labels.get(LABEL_CONFIG_HASH) != config_hash:
         return "failed: the service no longer carries the new config (changed by someone else?)"
     if state in ("", "completed") and running >= replicas:
         return "done"
@@ -94,7 +102,7 @@ def wait_converged(ctx: Any, *, service: str, config_hash: str, replicas: int, l
     deadline = time.monotonic() + timeout
     with ctx.progress(f"{label}: rolling out {replicas} replicas", limit=timeout) as progress:
         while True:
-            running = _running(api, service)
+            running = _running(api, service, config_hash)
             verdict = converge_state(api.inspect_service(service), config_hash, running, replicas)
             if verdict == "done":
                 return

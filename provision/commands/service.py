@@ -2,18 +2,24 @@
 API's JSON shape, its overlay network and its Swarm secrets.
 
 STATUS (branch swarm-services, issue 14 "Apps become services"; not merged yet):
-- works (unit-tested, tests/unit/test_service_spec.py + test_plan_services.py): the AppSpec keys `replicas`
-  and `placement` (swarm only, checked in spec._swarm_checks); `service_config` → `ServiceConfig` → the
-  `create_service`/`update_service` keyword arguments (labels with a config hash, env, secrets as Swarm
-  secrets, named volumes, limits, health check, one overlay network per app, replicas, placement,
-  UpdateConfig/RollbackConfig, endpoint mode dnsrr with host-mode ports); `provision.plan.services` decides
-  create / update / nothing from the config-hash label.
-- left: the executor (EngineCall ops "secret.create", "service.create", "service.update" in appops; a
-  bounded wait on UpdateStatus; exit 1 when the service rolled back), shipping `build: local` images to every
-  node that lacks them (provision/ship.py over each host's Remote), the wiring in phases/deploy.py instead
-  of `swarm.refuse_swarm_deploy`, and the e2e on three sim hosts (copy tests/e2e/test_swarm_simhost.py).
-  `security_opt` (no-new-privileges) has no field in the service spec of the API version used: left out.
-- tests: `PYTHONPATH=$PWD python3 -m pytest -q tests/unit/test_service_spec.py tests/unit/test_plan_services.py`
+- works, unit-tested: the AppSpec keys `replicas` and `placement` (swarm only: spec._swarm_checks);
+  `service_of`/`service_config` → `ServiceConfig` → docker-py `create_service`/`update_service` kwargs (labels
+  with a config hash, env, secrets as Swarm secrets, named volumes, limits, health check, an overlay network
+  per app, replicas, placement, UpdateConfig/RollbackConfig, endpoint mode dnsrr + host-mode ports);
+  provision.plan.services (network / secrets / create / update when the hash differs / nothing);
+  provision.serviceops (Engine API handlers + the bounded `service.converged` wait: a rollback → exit 1);
+  provision.deploy_swarm + phases.deploy.deploy_swarm_env: `dockyard deploy` in swarm mode (images built or
+  shipped on EVERY host, services through the first). Unsupported yet, refused with exit 2: `image:` apps,
+  `domains`, --prune.
+- e2e: tests/e2e/test_swarm_services_simhost.py (3 sim hosts: 3 replicas over >= 2 nodes, a rolling update,
+  a broken version rolling back, a no-op second deploy) — see the report of this branch for whether it passed.
+- left: `up`/`recreate` still refuse swarm mode (cli/pipeline.py: call deploy_swarm_env after setup); image
+  apps on every node; the proxy; release commands; pruning services and old secrets; `status` per service
+  and per node; `logs`/`exec` on a task; `rollback` as a service rollback; engine.mode detection of IPVS from
+  facts (dnsrr is always used today); `security_opt` no-new-privileges (no field in the service spec here).
+- tests: `PYTHONPATH=$PWD python3 -m pytest -q tests/unit/test_service_spec.py tests/unit/test_plan_services.py
+  tests/unit/test_serviceops.py tests/unit/test_cli_swarm.py` (fast) and
+  `PYTHONPATH=$PWD python3 -m pytest -q tests/e2e/test_swarm_services_simhost.py` (needs the sim host image).
 
 Decisions, and why:
 - Every field of the app's `ContainerConfig` is reused (same builders, same describe()); the service's config
@@ -154,7 +160,8 @@ class ServiceConfig:
         env = [f"{k}={v}" for k, v in c.env] + [f"{s.env_name}_FILE={s.path}" for s in self.secrets]
         spec: dict[str, Any] = {
             "Image": c.image,
-            "Labels": owner_labels(c.project, c.environment, c.app),
+            # the hash on each task tells the rollout wait which tasks run the new version
+            "Labels": {**owner_labels(c.project, c.environment, c.app), LABEL_CONFIG_HASH: self.config_hash},
             "Env": env,
             "Init": True,
             "ReadOnly": c.read_only,

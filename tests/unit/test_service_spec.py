@@ -64,6 +64,7 @@ def test_name_labels_mode_and_hash_label():
     assert kw["labels"]["dockyard.config-hash"] == cfg.config_hash
     assert kw["mode"] == {"Replicated": {"Replicas": 3}}
     assert kw["task_template"]["ContainerSpec"]["Labels"]["dockyard.app"] == "web"
+    assert kw["task_template"]["ContainerSpec"]["Labels"]["dockyard.config-hash"] == cfg.config_hash
 
 
 def test_env_volumes_limits_health_network_placement():

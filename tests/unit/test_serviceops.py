@@ -9,7 +9,7 @@ import pytest
 from provision.appops import DeployContext
 from provision.errors import StepFailed
 from provision.ops import EngineCall, Wait, params
-from provision.serviceops import converge_state
+from provision.serviceops import converge_state, running_new
 
 pytestmark = pytest.mark.unit
 
@@ -43,7 +43,10 @@ class FakeApi:
         return self.states[0] if len(self.states) == 1 else self.states.pop(0)
 
     def tasks(self, filters):
-        return [{"Status": {"State": "running"}}] * self._state()[1]
+        new = {"Status": {"State": "running"}, "Spec": {"ContainerSpec": {"Labels": {"dockyard.config-hash": HASH}}}}
+        old = {"Status": {"State": "running"}, "Spec": {"ContainerSpec": {"Labels": {"dockyard.config-hash": "h0"}}}}
+        running = self._state()[1]
+        return [new] * running + [old] * (3 - running)  # the old version's tasks do not count
 
     def inspect_service(self, name):
         return {"Spec": {"Labels": {"dockyard.config-hash": HASH}},
@@ -150,3 +153,12 @@ def test_wait_converged_is_bounded(monkeypatch):
     monkeypatch.setattr("provision.serviceops.time.sleep", lambda s: None)
     with pytest.raises(StepFailed, match=r"1/3 replicas .* within 30s"):
         ctx(FakeApi([("updating", 1)])).execute(_wait(30.0))
+
+
+def test_only_running_tasks_of_the_new_version_count():
+    def task(state: str, config_hash: str) -> dict:
+        labels = {"dockyard.config-hash": config_hash}
+        return {"Status": {"State": state}, "Spec": {"ContainerSpec": {"Labels": labels}}}
+
+    tasks = [task("running", HASH), task("running", "h0"), task("starting", HASH), {"Status": {"State": "running"}}]
+    assert running_new(tasks, HASH) == 1
