@@ -1,8 +1,8 @@
 """`deploy` with engine.mode: swarm: every app becomes a Swarm service. STATUS: provision/commands/service.py.
 
     desired (the same render + hash + container config as standalone, all local)  ──►
-    images: on EVERY host in parallel, each over its own connection: build there (`build: host`) or build here
-    and ship (`build: local`) when the host lacks the image's tag  ──►
+    images: on EVERY host (the first, then the others in parallel), each over its own connection: build there
+    (`build: host`) or build here and ship (`build: local`) when the host lacks the image's tag  ──►
     services, through the first host (a manager): facts (services, networks, secrets with our labels) ──►
     per app: overlay network, Swarm secrets, service create/update/nothing (provision.plan.services) and the
     bounded wait for its rollout (a rollback fails the run: exit 1).
@@ -93,18 +93,26 @@ def deploy_swarm(pb: Any, hosts: Sequence[tuple[str, Any]], desired: list[Desire
         for d in wanted:
             runner.run_task(f"app {d.name}: image", plan.plan_image(d, facts, project=project, environment=env))
 
-    with ThreadPoolExecutor(max_workers=min(len(hosts), MAX_PARALLEL_HOSTS)) as pool:
-        list(pool.map(images, range(len(hosts))))
-    result = SwarmDeployResult([r.recap for r in runners], sorted({t for c in ctxs for t in c.built}))
+    # the first host alone, then the rest in parallel: `build: local` builds here once, the other hosts' builds
+    # are cache hits giving the same image (concurrent first builds re-tag each other's images mid-ship)
+    images(0)
+    with ThreadPoolExecutor(max_workers=max(1, min(len(hosts) - 1, MAX_PARALLEL_HOSTS))) as pool:
+        list(pool.map(images, range(1, len(hosts))))
+    services_done: list[str] = []
+
+    def result() -> SwarmDeployResult:  # a Runner's recap is a snapshot: take it at the end
+        return SwarmDeployResult([r.recap for r in runners], sorted({t for c in ctxs for t in c.built}),
+                                 services_done)
+
     if any(r.failed for r in runners):
-        return result
+        return result()
 
     leader = runners[0]
     found: tuple[dict[str, ServiceFacts], set[str], set[str]] | None = None
     with leader.guard("gather service facts"):
         found = service_facts(hosts[0][1], project, env)
     if found is None:
-        return result
+        return result()
     services, networks, existing_secrets = found
     wanted_services = [(d, service_of(d.container, pb.apps[d.name])) for d in desired]
     # every app's network first: an app may `reach` one planned after it
@@ -116,5 +124,5 @@ def deploy_swarm(pb: Any, hosts: Sequence[tuple[str, Any]], desired: list[Desire
             reporter.warn(f"app {d.name}: its release command is not run in swarm mode yet")
         leader.run_task(f"app {d.name}: service", [*plan_secrets(svc, existing_secrets),
                                                    *plan_service(svc, services.get(svc.name))])
-        result.services.append(svc.name)
-    return result
+        services_done.append(svc.name)
+    return result()
