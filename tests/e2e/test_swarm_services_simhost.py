@@ -117,14 +117,16 @@ apps:
         assert len(set(task_nodes(hosts[0], name))) >= 2
         assert answers(hosts, "v1") == [True] * 3
 
+        before = service(hosts[0], name)
         second = json_of(dockyard(env, "deploy", "-p", str(playbook), "--json"))
         assert [(h["changed"], h["failed"]) for h in second["hosts"]] == [(0, 0)] * 3, second["hosts"]
-        before = service(hosts[0], name)
-        assert service(hosts[0], name)["UpdatedAt"] == before["UpdatedAt"]
+        after = service(hosts[0], name)
+        assert (after["UpdatedAt"], after["Version"]) == (before["UpdatedAt"], before["Version"])
 
         write("v2")
         rolled = dockyard(env, "deploy", "-p", str(playbook), "--json")
         assert all(h["failed"] == 0 for h in json_of(rolled)["hosts"]), explain(rolled)
+        assert service(hosts[0], name)["UpdatedAt"] != after["UpdatedAt"]
         assert answers(hosts, "v2") == [True] * 3
 
         after_v2 = service(hosts[0], name)
