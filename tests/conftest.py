@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.ports import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -29,12 +31,6 @@ if str(ROOT) not in sys.path:
 # pass the same to their subprocesses (tests/e2e/helpers.py SANDBOX_ENV); in-process tests read it from here.
 os.environ.setdefault("DOCKYARD_MINBASE", "dockyard-ci/bookworm-minbase:1")
 os.environ.setdefault("DOCKYARD_SANDBOX_BASE", "debootstrap")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from provision.remote import Remote, SshTarget
-from tests.conftest import free_port
+from tests.ports import free_port
 
 pytestmark = pytest.mark.integration
 

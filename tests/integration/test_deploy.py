@@ -32,6 +32,7 @@ from provision.playbook import load_playbook
 from provision.remote import Remote, SshTarget
 from provision.report import Reporter, to_json
 from tests.images import image_ref
+from tests.ports import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -39,12 +40,6 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "apps"
 SECRET_NAME = "APP_SECRET"
 SECRET_VALUE = "pw-7Hq2-zz-dockyard-" + "x9Q"  # never printed, never in labels/argv/history
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def http_get(url: str, data: bytes | None = None, method: str | None = None) -> tuple[int, str]:

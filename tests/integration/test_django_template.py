@@ -6,12 +6,10 @@ WhiteNoise serves the admin's static files, and a second deploy with a new migra
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 import secrets
 import shutil
-import socket
 import sys
 import urllib.error
 import urllib.request
@@ -27,7 +25,9 @@ from provision.playbook import load_playbook
 from provision.remote import Remote, SshTarget
 from provision.report import Reporter
 from tests.django_project import add_field, make_project
+from tests.e2e.helpers import remove_labelled
 from tests.images import image_ref
+from tests.ports import free_port
 from tests.ptydrive import run_in_pty
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -35,12 +35,6 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def get(url: str) -> tuple[int, bytes]:
@@ -132,17 +126,5 @@ def test_an_unmodified_startproject_deploys_migrates_serves_static_and_runs_a_ne
         assert "pinned" in columns, columns
         assert get(f"http://127.0.0.1:{port}/static/admin/css/base.css")[0] == 200
     finally:
-        api = docker_client.api
-        label = {"label": [f"dockyard.project={project_name}"]}
-        for c in api.containers(all=True, filters=label):
-            api.remove_container(c["Id"], force=True)
-        for n in api.networks(filters=label):
-            with contextlib.suppress(Exception):
-                api.remove_network(n["Id"])
-        for v in (api.volumes(filters=label) or {}).get("Volumes") or []:
-            api.remove_volume(v["Name"], force=True)
-        for i in api.images(filters=label):
-            for tag in i.get("RepoTags") or []:
-                with contextlib.suppress(Exception):
-                    api.remove_image(tag, force=True)
+        remove_labelled(project_name)
         shutil.rmtree(f"/var/lib/dockyard/{project_name}-test", ignore_errors=True)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +21,9 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.e2e.helpers import remove_labelled
 from tests.images import image_ref
+from tests.ports import free_port
 from tests.ptydrive import run_in_pty as drive
 
 pytestmark = pytest.mark.integration
@@ -36,12 +37,6 @@ if [ -t 0 ]; then where=terminal; else where=pipe; fi
 printf 'got [%s] on a %s, GREETING=[%s]\\n' "$name" "$where" "${GREETING:-}"
 exit 7
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class App:
@@ -70,17 +65,7 @@ class App:
                               text=True, timeout=600, env=self.environ(), stdin=subprocess.DEVNULL, check=False)
 
     def cleanup(self) -> None:
-        api = self.client.api
-        label = {"label": [f"dockyard.project={self.project}"]}
-        for c in api.containers(all=True, filters=label):
-            api.remove_container(c["Id"], force=True)
-        for n in api.networks(filters=label):
-            api.remove_network(n["Id"])
-        for v in (api.volumes(filters=label) or {}).get("Volumes") or []:
-            api.remove_volume(v["Name"], force=True)
-        for i in api.images(filters=label):
-            for tag in i.get("RepoTags") or []:
-                api.remove_image(tag, force=True)
+        remove_labelled(self.project)
         shutil.rmtree(f"/var/lib/dockyard/{self.project}-test", ignore_errors=True)
 
 

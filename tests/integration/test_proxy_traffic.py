@@ -9,7 +9,6 @@ verified against `dockyard proxy-ca`, and redirects HTTP to HTTPS.
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import io
 import json
@@ -31,19 +30,15 @@ from provision.playbook import load_playbook
 from provision.remote import Remote, SshTarget
 from provision.report import Reporter
 from tests.cli import run_cli
+from tests.e2e.helpers import remove_labelled
 from tests.images import image_ref
+from tests.ports import free_port
 from tests.traffic import Traffic
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 APP_DIR = ROOT / "tests" / "fixtures" / "apps" / "versioned"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def get(port: int, host: str, path: str = "/", tls: ssl.SSLContext | None = None) -> tuple[int, str, dict]:
@@ -124,19 +119,7 @@ class Env:
         return self.client.api.containers(filters={"label": labels})
 
     def cleanup(self) -> None:
-        api = self.client.api
-        label = {"label": [f"dockyard.project={self.project}"]}
-        for c in api.containers(all=True, filters=label):
-            api.remove_container(c["Id"], force=True)
-        for n in api.networks(filters=label):
-            with contextlib.suppress(Exception):
-                api.remove_network(n["Id"])
-        for v in (api.volumes(filters=label) or {}).get("Volumes") or []:
-            api.remove_volume(v["Name"], force=True)
-        for i in api.images(filters=label):
-            for tag in i.get("RepoTags") or []:
-                with contextlib.suppress(Exception):
-                    api.remove_image(tag, force=True)
+        remove_labelled(self.project)
 
 
 def failures(result: Any) -> str:

@@ -3,10 +3,8 @@ with the app's env, secrets and volume before the switch; a failing one leaves t
 
 from __future__ import annotations
 
-import contextlib
 import io
 import shutil
-import socket
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -19,7 +17,9 @@ from provision.deploy import deploy
 from provision.playbook import load_playbook
 from provision.remote import Remote, SshTarget
 from provision.report import Reporter
+from tests.e2e.helpers import remove_labelled
 from tests.images import image_ref
+from tests.ports import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -31,12 +31,6 @@ MIGRATE = ("import os,pathlib\n"
            "with p.open('a') as f: f.write(os.environ['VERSION']+' '+str(len(os.environ['DB_PASSWORD']))+'\\n')\n"
            "print('migrated', os.environ['VERSION'])")
 FAIL = "import os,sys; print('boom: password=' + os.environ['DB_PASSWORD']); sys.exit(3)"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_release_command_runs_with_the_apps_env_and_volume_and_a_failing_one_keeps_the_old_release(
@@ -96,17 +90,5 @@ def test_release_command_runs_with_the_apps_env_and_volume_and_a_failing_one_kee
             all=True, filters={"label": [f"dockyard.project={project}"]})]
         assert not [n for n in names if n.endswith("-release")]  # the one-off container is gone
     finally:
-        api = docker_client.api
-        label = {"label": [f"dockyard.project={project}"]}
-        for c in api.containers(all=True, filters=label):
-            api.remove_container(c["Id"], force=True)
-        for n in api.networks(filters=label):
-            with contextlib.suppress(Exception):
-                api.remove_network(n["Id"])
-        for v in (api.volumes(filters=label) or {}).get("Volumes") or []:
-            api.remove_volume(v["Name"], force=True)
-        for i in api.images(filters=label):
-            for tag in i.get("RepoTags") or []:
-                with contextlib.suppress(Exception):
-                    api.remove_image(tag, force=True)
+        remove_labelled(project)
         shutil.rmtree(f"/var/lib/dockyard/{project}-test", ignore_errors=True)

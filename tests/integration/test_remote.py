@@ -13,7 +13,7 @@ import pytest
 
 from provision.errors import StepFailed
 from provision.remote import Remote, SshTarget, command_line
-from tests.conftest import free_port
+from tests.ports import free_port
 from tests.simhost import simhost  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.integration

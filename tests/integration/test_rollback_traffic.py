@@ -8,10 +8,8 @@ traffic: `rollback` serves v1 without building anything, `rollback --to B` serve
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
-import socket
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -20,18 +18,14 @@ import pytest
 import yaml
 
 from tests.cli import run_cli
+from tests.e2e.helpers import remove_labelled
 from tests.images import image_ref
+from tests.ports import free_port
 from tests.traffic import Traffic
 
 pytestmark = pytest.mark.integration
 
 APP_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "apps" / "versioned"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def git(repo: Path, *args: str) -> str:
@@ -125,17 +119,5 @@ def test_rollback_and_forward_under_traffic_with_lock_and_audit(sshd, docker_cli
         assert commands[0][1] == [a] and commands[1][1] == [b] and commands[2][1] == [a]
         assert commands[3][1] == [b]
     finally:
-        api = docker_client.api
-        label = {"label": [f"dockyard.project={project}"]}
-        for c in api.containers(all=True, filters=label):
-            api.remove_container(c["Id"], force=True)
-        for n in api.networks(filters=label):
-            with contextlib.suppress(Exception):
-                api.remove_network(n["Id"])
-        for v in (api.volumes(filters=label) or {}).get("Volumes") or []:
-            api.remove_volume(v["Name"], force=True)
-        for i in api.images(filters=label):
-            for tag in i.get("RepoTags") or []:
-                with contextlib.suppress(Exception):
-                    api.remove_image(tag, force=True)
+        remove_labelled(project)
         shutil.rmtree(f"/var/lib/dockyard/{project}-test", ignore_errors=True)
