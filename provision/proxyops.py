@@ -21,9 +21,7 @@ from provision.commands.proxy import (
     admin_get,
     admin_post,
     caddy_config,
-    loaded_routing_id,
     parse_upstreams,
-    routing_id,
 )
 from provision.errors import StepFailed
 
@@ -47,7 +45,9 @@ class ProxyState:
         return replace(self.settings, routes=tuple(self.routes[a] for a in sorted(self.routes)))
 
 
-def _exec(ctx: DeployContext, container: str, argv: tuple[str, ...]) -> tuple[int, str]:
+def _exec(ctx: Any, container: str, argv: tuple[str, ...]) -> tuple[int, str]:
+    """(exit code, output) of `argv` in `container`; `ctx`: anything with `.docker()` (a deploy context, a
+    Remote)."""
     api = ctx.docker().api
     exec_id = api.exec_create(container, list(argv), stdout=True, stderr=True)["Id"]
     out = api.exec_start(exec_id)
@@ -109,16 +109,15 @@ def unroute(ctx: DeployContext, *, app: str) -> None:
 
 
 def sync(ctx: DeployContext, *, force: bool = False, app: str | None = None) -> None:
-    """Load the routing as it stands, without drained upstreams (all, or `app`'s once its drain is over), when
-    the proxy holds anything else (`force`: load anyway, e.g. into a just-started proxy)."""
+    """Drop drained upstreams (all, or `app`'s once its drain is over) and load the routing when that changed
+    it (`force`: load anyway, e.g. into a just-started proxy whose routes come from the apps' labels). The
+    table is what this deploy loaded last, so no read of the proxy's config is needed to compare."""
     state = _state(ctx)
     with state._lock:
+        before = state.current()
         state.routes = {a: replace(r, draining=()) if app in (None, a) else r for a, r in state.routes.items()}
-        if not force:
-            loaded = loaded_routing_id(admin(ctx, state.container, admin_get("/config/"), wait=ADMIN_READY_WAIT))
-            if loaded == routing_id(state.current()):
-                return
-        load(ctx, state)
+        if force or state.current() != before:
+            load(ctx, state)
 
 
 def wait_drained(ctx: DeployContext, upstreams: Iterable[str], label: str, limit: float) -> None:
@@ -153,11 +152,8 @@ def pull_image(ctx: DeployContext, *, ref: str) -> None:
 
 def root_certificate(remote: Any, container: str) -> str:
     """The PEM of the proxy's local CA (tls: internal), read from inside the proxy container."""
-    api = remote.docker().api
-    exec_id = api.exec_create(container, ["cat", ROOT_CA_PATH], stdout=True, stderr=True)["Id"]
-    out = api.exec_start(exec_id)
-    text = (out if isinstance(out, bytes) else b"")[:OUTPUT_CAP].decode("ascii", "replace")
-    if api.exec_inspect(exec_id).get("ExitCode") != 0 or "BEGIN CERTIFICATE" not in text:
+    code, text = _exec(remote, container, ("cat", ROOT_CA_PATH))
+    if code != 0 or "BEGIN CERTIFICATE" not in text:
         raise StepFailed("the proxy has no local CA yet (tls: internal issues it on the first deploy with domains)")
     start = text.index("-----BEGIN CERTIFICATE-----")
     end = text.find("-----END CERTIFICATE-----", start)
@@ -168,10 +164,8 @@ def root_certificate(remote: Any, container: str) -> str:
 
 def upstream_counts(remote: Any, container: str) -> dict[str, int]:
     """For status: the proxy's upstreams and their requests in flight ({} when it does not answer)."""
-    api = remote.docker().api
     try:
-        exec_id = api.exec_create(container, list(admin_get("/reverse_proxy/upstreams")), stdout=True)["Id"]
-        out = api.exec_start(exec_id)
+        code, text = _exec(remote, container, admin_get("/reverse_proxy/upstreams"))
     except Exception:
         return {}
-    return parse_upstreams((out if isinstance(out, bytes) else b"")[:OUTPUT_CAP].decode("utf-8", "replace"))
+    return parse_upstreams(text) if code == 0 else {}
