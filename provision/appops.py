@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from provision.channels import ConnectionLost, is_connection_loss
 from provision.commands.docker import LABEL_BUILD_HASH, env_file_content
-from provision.errors import StepFailed
+from provision.errors import StepFailed, api_status
 from provision.exec_ssh import SshExecutor
 from provision.imageops import pull_image
 from provision.ops import ENGINE_OPS, EngineCall, FrozenMap, Guarded, Op, SecretFile, Wait, thaw
@@ -118,10 +118,6 @@ class _NoProgress:
 
 def _api(ctx: DeployContext) -> Any:
     return ctx.docker().api
-
-
-def _status(exc: Exception) -> int | None:
-    return getattr(getattr(exc, "response", None), "status_code", None)
 
 
 # --- images ------------------------------------------------------------------------------------------------
@@ -223,9 +219,9 @@ def remove_image(ctx: DeployContext, *, image_id: str, tags: Iterable[str]) -> N
         try:
             api.remove_image(ref)
         except Exception as exc:
-            if _status(exc) == 404:
+            if api_status(exc) == 404:
                 continue
-            if _status(exc) == 409:  # in use by a container (of another environment, say): keep it
+            if api_status(exc) == 409:  # in use by a container (of another environment, say): keep it
                 ctx.log(f"kept image {ref}: {exc}")
                 return
             raise
@@ -241,7 +237,7 @@ def ensure_network(ctx: DeployContext, *, name: str, labels: Mapping[str, str], 
     try:
         api.create_network(name, driver=driver, labels=dict(labels), check_duplicate=True)
     except Exception as exc:
-        if _status(exc) != 409:
+        if api_status(exc) != 409:
             raise
 
 
@@ -249,7 +245,7 @@ def remove_network(ctx: DeployContext, *, id: str) -> None:
     try:
         _api(ctx).remove_network(id)
     except Exception as exc:
-        if _status(exc) != 404:
+        if api_status(exc) != 404:
             raise
 
 
@@ -261,7 +257,7 @@ def remove_volume(ctx: DeployContext, *, name: str) -> None:
     try:
         _api(ctx).remove_volume(name)
     except Exception as exc:
-        if _status(exc) != 404:
+        if api_status(exc) != 404:
             raise
 
 
@@ -276,7 +272,7 @@ def remove_container(ctx: DeployContext, *, id: str, ignore_errors: bool = False
             api.stop(id, timeout=stop_timeout)
         api.remove_container(id, force=True)
     except Exception as exc:
-        if not ignore_errors and _status(exc) != 404:
+        if not ignore_errors and api_status(exc) != 404:
             raise
 
 

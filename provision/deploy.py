@@ -32,7 +32,7 @@ from provision.errors import InputError, Problem, StepFailed
 from provision.facts.apps import AppFacts, gather, gather_remote
 from provision.plan import apps as plan
 from provision.plan.apps import DesiredApp
-from provision.plan.proxy import desired_proxy, plan_proxy_removal
+from provision.plan.proxy import desired_proxy, plan_proxy_removal, seed_routes
 from provision.playbook import locate_problems
 from provision.proxyops import upstream_counts
 from provision.releases import git_release, release_id
@@ -362,8 +362,7 @@ def proxy_status(remote: Any, facts: AppFacts, *, wanted: bool) -> AppStatus:
     p = facts.proxy
     if p is None:
         return AppStatus("[proxy]", None, "-", "-", "absent (deploy creates it)", "-", "-", "-", None)
-    routes = sum(1 for a in facts.apps_seen if facts.live_container(a) is not None
-                 and facts.live_container(a).upstream)  # type: ignore[union-attr]
+    routes = len(seed_routes(facts))  # what a restarted proxy would route: the live containers' labels
     inflight = sum(upstream_counts(remote, p.name).values()) if p.running else 0
     ports = ", ".join(f"{x.host_ip or '0.0.0.0'}:{x.host_port}->{x.container_port}" for x in p.ports) or "-"
     state = p.state if wanted else f"{p.state} (no proxy: in the playbook)"

@@ -9,6 +9,7 @@ import contextlib
 from typing import Any
 
 from provision.commands.proxy import admin_get, loaded_routing_id
+from provision.errors import api_status
 from provision.facts.apps import AppFacts
 from provision.plan.proxy import DesiredProxy, plan_proxy, seed_routes
 from provision.proxyops import ProxyState, admin
@@ -19,7 +20,7 @@ def _image_on_host(ctx: Any, ref: str) -> bool:
         ctx.docker().api.inspect_image(ref)
         return True
     except Exception as exc:
-        if getattr(getattr(exc, "response", None), "status_code", None) == 404:
+        if api_status(exc) == 404:
             return False
         raise
 

@@ -59,3 +59,9 @@ class StepFailed(DockyardError):
     """An effect (AWS call, SSH command, Docker API call) failed: exit 1, one readable line."""
 
     exit_code = EXIT_FAILED
+
+
+def api_status(exc: BaseException) -> int | None:
+    """The HTTP status of a Docker Engine API error (docker.errors.APIError and requests' errors carry the
+    response), None for anything else."""
+    return getattr(getattr(exc, "response", None), "status_code", None)

@@ -19,15 +19,10 @@ from typing import Any
 
 from provision.commands.docker import LABEL_CONFIG_HASH
 from provision.commands.service import with_secret_ids
-from provision.errors import StepFailed
+from provision.errors import StepFailed, api_status
 
 POLL = 1.0
 FAILED_STATES = ("rollback_paused", "rollback_completed", "paused")  # rollback_started: wait for it to finish
-
-
-def _status(exc: Exception) -> int | None:
-    response = getattr(exc, "response", None)
-    return getattr(response, "status_code", None)
 
 
 def create_secret(ctx: Any, *, name: str, env_name: str, digest: str, labels: Mapping[str, str]) -> None:
@@ -39,7 +34,7 @@ def create_secret(ctx: Any, *, name: str, env_name: str, digest: str, labels: Ma
     try:
         ctx.docker().api.create_secret(name, value, labels=dict(labels))
     except Exception as exc:
-        if _status(exc) != 409:  # already there: same name, same digest, same value
+        if api_status(exc) != 409:  # already there: same name, same digest, same value
             raise StepFailed(f"creating swarm secret {name} failed: {type(exc).__name__}") from None
 
 

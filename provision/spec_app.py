@@ -142,6 +142,16 @@ def _parse_publish(v: Any) -> Any:
     raise ValueError("expected a port number or \"ADDRESS:PORT\"")
 
 
+def _split_words(v: Any) -> Any:
+    """A command given as one string is split like a shell would (lists pass through)."""
+    if isinstance(v, str):
+        try:
+            return tuple(shlex.split(v))
+        except ValueError as exc:
+            raise ValueError(f"cannot split the command into words: {exc}") from None
+    return v
+
+
 class AppSpec(Frozen):
     template: str | None = None
     dockerfile: str | None = None  # a path inside `context` (compose convention)
@@ -176,11 +186,7 @@ class AppSpec(Frozen):
     @field_validator("command", mode="before")
     @classmethod
     def _command(cls, v: Any) -> Any:
-        if isinstance(v, str):
-            try:
-                v = tuple(shlex.split(v))
-            except ValueError as exc:
-                raise ValueError(f"cannot split the command into words: {exc}") from None
+        v = _split_words(v)
         if isinstance(v, list | tuple) and not v:
             raise ValueError("`command` must not be empty (leave it out to use the image's)")
         return v
@@ -188,12 +194,7 @@ class AppSpec(Frozen):
     @field_validator("release_command", mode="before")
     @classmethod
     def _release_command(cls, v: Any) -> Any:
-        if isinstance(v, str):
-            try:
-                v = tuple(shlex.split(v))
-            except ValueError as exc:
-                raise ValueError(f"cannot split the command into words: {exc}") from None
-        return v
+        return _split_words(v)  # [] is allowed here: no release command, not even the template's
 
     @field_validator("publish", mode="before")
     @classmethod

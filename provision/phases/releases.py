@@ -14,8 +14,6 @@ from provision.phases.host import host_label, remote_for
 from provision.phases.lock import LockRequest, holding_lock
 from provision.spec import Playbook
 
-NO_HEALTHCHECK_SETTLE = 2.0
-
 
 @dataclass
 class RollbackResult:
@@ -54,6 +52,7 @@ def rollback(pb: Playbook, app: str, *, to: str | None = None, reporter: Any, ch
     from provision.appops import DeployContext
     from provision.commands.health import health_for
     from provision.facts.apps import gather_remote
+    from provision.plan.containers import NO_HEALTHCHECK_SETTLE
     from provision.plan.proxy import desired_proxy, seed_routes
     from provision.plan.rollback import plan_rollback
     from provision.proxyops import ProxyState

@@ -151,7 +151,7 @@ def plan_container(desired: DesiredApp, facts: AppFacts, *, proxy: bool = False)
     leftovers = [c for c in mine if c.role in (ROLE_CANDIDATE, ROLE_RELEASE)]
     budget = max(desired.keep_releases - 1, 0)  # stopped releases kept beside the current one
     keep = next((c for c in seen if c.config_hash == want and c.running and c.health != "unhealthy"), None)
-    target = _target(desired.name)
+    target = container_target(desired.name)
     if keep is not None:
         extra_running = [c for c in seen if c.running and c.id != keep.id]
         stopped = [c for c in seen if not c.running]
@@ -235,5 +235,6 @@ def stop(container_id: str, timeout: int = 10) -> EngineCall:
     return EngineCall("container.stop", params(id=container_id, timeout=timeout))
 
 
-def _target(app: str) -> str:
+def container_target(app: str) -> str:
+    """The target name of an app's container changes (deploy's and rollback's)."""
     return f"app:{app}:container"

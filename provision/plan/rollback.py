@@ -14,7 +14,7 @@ from __future__ import annotations
 from provision.changes import Change, Step
 from provision.facts.apps import ContainerFact
 from provision.ops import EngineCall, Guarded, Op, Wait, params
-from provision.plan.containers import stop
+from provision.plan.containers import container_target, stop
 from provision.plan.proxy import route_switch
 
 
@@ -52,7 +52,7 @@ def plan_rollback(app: str, target: ContainerFact, current: ContainerFact | None
 
 
 def _change(app: str, target: ContainerFact, current: ContainerFact | None, steps: list[Step]) -> Change:
-    return Change(f"app:{app}:container", "rollback",
+    return Change(container_target(app), "rollback",
                   f"release {current.release or '-' if current else 'none'} → {target.release or '-'}",
                   tuple(steps), before=current.config_text if current else None, after=target.config_text,
                   data={"container": target.name, "release": target.release,
