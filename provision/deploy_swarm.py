@@ -1,8 +1,11 @@
 """`deploy` with engine.mode: swarm: every app becomes a Swarm service. STATUS: provision/commands/service.py.
 
     desired (the same render + hash + container config as standalone, all local)  ──►
-    images: on EVERY host (the first, then the others in parallel), each over its own connection: build there
-    (`build: host`) or build here and ship (`build: local`) when the host lacks the image's tag  ──►
+    per host (the first, then the others in parallel), each over its own connection: its IPVS fact
+    (provision.facts.ipvs), then images: build there (`build: host`) or build here and ship (`build: local`)
+    when the host lacks the image's tag  ──►
+    the endpoint choice (provision.plan.services.endpoint_choice: the routing mesh only when every host has
+    IPVS, else dnsrr + host-mode ports; said once in the output)  ──►
     services, through the first host (a manager): facts (services, networks, secrets with our labels) ──►
     per app: overlay network, Swarm secrets, service create/update/nothing (provision.plan.services) and the
     bounded wait for its rollout (a rollback fails the run: exit 1).
@@ -24,9 +27,17 @@ from provision.commands.docker import label_filters
 from provision.commands.service import service_of
 from provision.errors import InputError, Problem
 from provision.facts.apps import gather_remote
+from provision.facts.ipvs import gather_ipvs
 from provision.plan import apps as plan
 from provision.plan.desired import DesiredApp
-from provision.plan.services import ServiceFacts, parse_service, plan_network, plan_secrets, plan_service
+from provision.plan.services import (
+    ServiceFacts,
+    endpoint_choice,
+    parse_service,
+    plan_network,
+    plan_secrets,
+    plan_service,
+)
 from provision.playbook import locate_problems
 from provision.runner import Runner
 
@@ -38,6 +49,7 @@ class SwarmDeployResult:
     recaps: list[HostRecap]
     built: list[str] = field(default_factory=list)
     services: list[str] = field(default_factory=list)
+    endpoint_mode: str = ""  # vip (routing mesh) | dnsrr (host-mode ports) | "" (not decided: failed earlier)
 
     @property
     def failed(self) -> bool:
@@ -82,12 +94,14 @@ def deploy_swarm(pb: Any, hosts: Sequence[tuple[str, Any]], desired: list[Desire
     runners = [Runner(label, ctx, check=check, diff=diff, reporter=reporter)
                for (label, _), ctx in zip(hosts, ctxs, strict=True)]
     wanted = [d for d in desired if d.build is not None]
+    ipvs: dict[str, bool | None] = {label: None for label, _ in hosts}
 
     def images(i: int) -> None:
         runner, remote = runners[i], hosts[i][1]
         facts = None
         with runner.guard("gather app facts"):
             facts = gather_remote(remote, project, env)
+            ipvs[hosts[i][0]] = gather_ipvs(remote).available
         if facts is None:
             return
         for d in wanted:
@@ -99,10 +113,11 @@ def deploy_swarm(pb: Any, hosts: Sequence[tuple[str, Any]], desired: list[Desire
     with ThreadPoolExecutor(max_workers=max(1, min(len(hosts) - 1, MAX_PARALLEL_HOSTS))) as pool:
         list(pool.map(images, range(1, len(hosts))))
     services_done: list[str] = []
+    mode: list[str] = []
 
     def result() -> SwarmDeployResult:  # a Runner's recap is a snapshot: take it at the end
         return SwarmDeployResult([r.recap for r in runners], sorted({t for c in ctxs for t in c.built}),
-                                 services_done)
+                                 services_done, mode[0] if mode else "")
 
     if any(r.failed for r in runners):
         return result()
@@ -114,7 +129,12 @@ def deploy_swarm(pb: Any, hosts: Sequence[tuple[str, Any]], desired: list[Desire
     if found is None:
         return result()
     services, networks, existing_secrets = found
-    wanted_services = [(d, service_of(d.container, pb.apps[d.name])) for d in desired]
+    endpoint = endpoint_choice(ipvs)
+    mode.append("vip" if endpoint.routing_mesh else "dnsrr")
+    if reporter is not None and desired:
+        reporter.info(endpoint.reason)
+    wanted_services = [(d, service_of(d.container, pb.apps[d.name], routing_mesh=endpoint.routing_mesh))
+                       for d in desired]
     # every app's network first: an app may `reach` one planned after it
     leader.run_task("app networks", [c for _, svc in wanted_services for c in plan_network(svc, networks)])
     for d, svc in wanted_services:

@@ -75,7 +75,8 @@ def deploy(
         reporter.recap(swarm.recaps)
         if opts.json:
             emit_json(to_json(swarm.recaps, {"command": "deploy", "check": check, "environment": pb.environment,
-                                             "built": swarm.built, "services": swarm.services}))
+                                             "built": swarm.built, "services": swarm.services,
+                                             "endpoint_mode": swarm.endpoint_mode}))
         if swarm.failed:
             raise Exit(code=EXIT_FAILED)
         return

@@ -101,6 +101,7 @@ class ServiceConfig:
     replicas: int = 1
     placement: tuple[str, ...] = ()
     secrets: tuple[SwarmSecret, ...] = ()
+    routing_mesh: bool = False  # every node has IPVS (a fact): endpoint mode vip + ingress-mode published ports
 
     @property
     def name(self) -> str:
@@ -113,7 +114,12 @@ class ServiceConfig:
 
     @property
     def update_order(self) -> str:
-        return "stop-first" if self.published else "start-first"
+        # a host-mode port is held by one task per node: the old task must stop before the new one binds it
+        return "stop-first" if self.published and not self.routing_mesh else "start-first"
+
+    @property
+    def endpoint_mode(self) -> str:
+        return "vip" if self.routing_mesh else "dnsrr"
 
     @property
     def monitor(self) -> float:
@@ -127,6 +133,8 @@ class ServiceConfig:
         container = json.loads(self.container._canonical())
         doc = {"container": container, "replicas": self.replicas, "placement": list(self.placement),
                "secrets": [[s.env_name, s.name] for s in self.secrets], "v": 1}
+        if self.routing_mesh:  # only when set: the hash of every dnsrr service made before the choice existed stays
+            doc["endpoint"] = "vip"
         return json.dumps(doc, sort_keys=True, separators=(",", ":"))
 
     @property
@@ -148,6 +156,8 @@ class ServiceConfig:
         lines.append(f"restart: {RESTART_CONDITION[self.container.restart]}")
         lines.append(f"replicas: {self.replicas}")
         lines += [f"placement: {c}" for c in self.placement]
+        lines.append("endpoint: vip, ingress-mode ports (routing mesh)" if self.routing_mesh
+                     else "endpoint: dnsrr, host-mode ports")
         lines.append(f"update: {self.update_order}, rollback on failure, monitor {self.monitor:g}s")
         lines.append(f"config hash: {self.config_hash[:12]}")
         return "\n".join(lines) + "\n"
@@ -166,6 +176,9 @@ class ServiceConfig:
             "Env": env,
             "Init": True,
             "ReadOnly": c.read_only,
+            # the container's --security-opt no-new-privileges; an engine whose API predates the field (the
+            # Engine API 1.41 of docker 20.10) drops it silently: see STATUS
+            "Privileges": {"NoNewPrivileges": "no-new-privileges" in c.security_opt},
             "Mounts": [
                 *({"Type": "volume", "Source": vol, "Target": target,
                    "VolumeOptions": {"Labels": owner_labels(c.project, c.environment, c.app)}}
@@ -205,8 +218,9 @@ class ServiceConfig:
         if self.published:
             assert self.container.publish is not None
             ports.append({"Protocol": "tcp", "TargetPort": self.container.port,
-                          "PublishedPort": self.container.publish[1], "PublishMode": "host"})
-        return {"Mode": "dnsrr", "Ports": ports}
+                          "PublishedPort": self.container.publish[1],
+                          "PublishMode": "ingress" if self.routing_mesh else "host"})
+        return {"Mode": self.endpoint_mode, "Ports": ports}
 
     def update_config(self) -> dict[str, Any]:
         return {"Parallelism": 1, "Delay": 0, "FailureAction": "rollback", "Monitor": _ns(self.monitor),
@@ -245,14 +259,16 @@ def overlay_network(project: str, environment: str, app: str, name: str) -> dict
             "labels": {**owner_labels(project, environment), LABEL_APP: app}}
 
 
-def service_of(container: ContainerConfig, app: AppSpec) -> ServiceConfig:
+def service_of(container: ContainerConfig, app: AppSpec, *, routing_mesh: bool = False) -> ServiceConfig:
     """The service of an app whose container config deploy already built (render, hash, image): the same
-    config without its env file (secrets are Swarm secrets), plus replicas, placement and the secrets."""
+    config without its env file (secrets are Swarm secrets), plus replicas, placement, the secrets and the
+    endpoint choice (`routing_mesh`: from the hosts' IPVS facts, provision.plan.services.endpoint_choice)."""
     c = replace(container, env_file=None)
     digests = dict(c.secret_digests)
     secrets = tuple(SwarmSecret(n, secret_name(c.project, c.environment, c.app, n, digests[n]), digests[n])
                     for n in c.secrets)
-    return ServiceConfig(container=c, replicas=app.replicas, placement=app.placement, secrets=secrets)
+    return ServiceConfig(container=c, replicas=app.replicas, placement=app.placement, secrets=secrets,
+                         routing_mesh=routing_mesh)
 
 
 def service_config(
@@ -266,9 +282,10 @@ def service_config(
     secret_digests: Mapping[str, str],
     read_only: bool,
     release: str = "",
+    routing_mesh: bool = False,
 ) -> ServiceConfig:
     """The desired service of one app, built from its settings (tests; deploy uses `service_of`)."""
     container = container_config(project, environment, app_name, app, image=image, build_hash=build_hash,
                                  secret_digests=secret_digests, ssh_user="root", read_only=read_only,
                                  release=release)
-    return service_of(container, app)
+    return service_of(container, app, routing_mesh=routing_mesh)

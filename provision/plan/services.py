@@ -47,6 +47,29 @@ def parse_service(attrs: Mapping[str, Any]) -> ServiceFacts:
                         config_text=str(labels.get(LABEL_CONFIG, "")))
 
 
+@dataclass(frozen=True)
+class EndpointChoice:
+    """How every service of the deploy is reached: the routing mesh only when EVERY node has IPVS."""
+
+    routing_mesh: bool
+    reason: str  # one line for the output: why this choice
+
+
+def endpoint_choice(ipvs: Mapping[str, bool | None]) -> EndpointChoice:
+    """`ipvs`: per host label, whether its kernel has IPVS (None: the fact could not be read). A task may land
+    on any node, and a VIP or an ingress port needs IPVS on each: one host without it (or unknown) means dnsrr +
+    host-mode ports for all. The choice is a pure function of the facts, so the same hosts give the same
+    services (and config hashes): a second deploy changes nothing."""
+    lacking = [label for label, has in ipvs.items() if not has]
+    if ipvs and not lacking:
+        return EndpointChoice(True, "every host's kernel has IPVS: services use virtual IPs and the routing mesh "
+                                    "(a published port answers on every node)")
+    where = ", ".join(lacking[:5]) + (f" and {len(lacking) - 5} more" if len(lacking) > 5 else "")
+    return EndpointChoice(False, f"no IPVS in the kernel of {where or 'any host'}: services use endpoint mode "
+                                 "dnsrr and host-mode ports (a published port answers only on the nodes running "
+                                 "one of its tasks)")
+
+
 def _target(app: str, what: str) -> str:
     return f"app:{app}:{what}"
 
