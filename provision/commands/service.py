@@ -5,7 +5,8 @@ STATUS (branch swarm-services, issue 14 "Apps become services"; not merged yet):
 - works, unit-tested: the AppSpec keys `replicas` and `placement` (swarm only: spec._swarm_checks);
   `service_of`/`service_config` → `ServiceConfig` → docker-py `create_service`/`update_service` kwargs (labels
   with a config hash, env, secrets as Swarm secrets, named volumes, limits, health check, an overlay network
-  per app, replicas, placement, UpdateConfig/RollbackConfig, endpoint mode dnsrr + host-mode ports);
+  per app, replicas, placement, UpdateConfig/RollbackConfig, the endpoint: vip + ingress-mode ports when every
+  host has IPVS (provision.facts.ipvs, plan.services.endpoint_choice), else dnsrr + host-mode ports);
   provision.plan.services (network / secrets / create / update when the hash differs / nothing);
   provision.serviceops (Engine API handlers + the bounded `service.converged` wait: a rollback → exit 1);
   provision.deploy_swarm + phases.deploy.deploy_swarm_env: `dockyard deploy` in swarm mode (images built or
@@ -16,8 +17,25 @@ STATUS (branch swarm-services, issue 14 "Apps become services"; not merged yet):
   (~2 min here).
 - left: `up`/`recreate` still refuse swarm mode (cli/pipeline.py: call deploy_swarm_env after setup); image
   apps on every node; the proxy; release commands; pruning services and old secrets; `status` per service
-  and per node; `logs`/`exec` on a task; `rollback` as a service rollback; engine.mode detection of IPVS from
-  facts (dnsrr is always used today); `security_opt` no-new-privileges (no field in the service spec here).
+  and per node; `logs`/`exec` on a task; `rollback` as a service rollback.
+
+Hardening parity with a standalone container (`ContainerConfig.create_argv`; tests/unit/test_service_hardening.py):
+  docker create                      ServiceSpec (TaskTemplate)
+  --init                             ContainerSpec.Init (API 1.38)
+  --read-only                        ContainerSpec.ReadOnly
+  --tmpfs P:rw,nosuid,nodev          Mounts {Type: tmpfs}: the engine gives both noexec,nosuid,nodev
+  --security-opt no-new-privileges   ContainerSpec.Privileges.NoNewPrivileges — sent always, but an engine whose
+                                     API predates the field (docker 20.10, API 1.41: Debian bookworm's
+                                     docker.io, this machine's and the sim hosts' engine) drops it without an
+                                     error: THE GAP. Such tasks run without no-new-privileges; on those hosts
+                                     use engine.source: docker-ce (a current engine) where it matters.
+  --memory / --cpus                  Resources.Limits.MemoryBytes / NanoCPUs
+  --restart                          RestartPolicy.Condition (no → none, always/unless-stopped → any)
+  --health-*                         ContainerSpec.Healthcheck (same CMD-SHELL probe and timings)
+  --label / --env / --mount          ContainerSpec.Labels / Env / Mounts {Type: volume}
+  --env-file (secrets)               Swarm secrets as files + NAME_FILE variables (below)
+  log options                        none in either: the daemon.json defaults (json-file, rotated) apply to both
+  Not set on containers either, so not set here: user, cap-drop/cap-add, pids limit, ulimits.
 - tests: `PYTHONPATH=$PWD python3 -m pytest -q tests/unit/test_service_spec.py tests/unit/test_plan_services.py
   tests/unit/test_serviceops.py tests/unit/test_cli_swarm.py` (fast) and
   `PYTHONPATH=$PWD python3 -m pytest -q tests/e2e/test_swarm_services_simhost.py` (needs the sim host image).
