@@ -8,7 +8,8 @@
     IPVS, else dnsrr + host-mode ports; said once in the output)  ──►
     services, through the first host (a manager): facts (services, networks, secrets with our labels) ──►
     per app: overlay network, Swarm secrets, service create/update/nothing (provision.plan.services) and the
-    bounded wait for its rollout (a rollback fails the run: exit 1).
+    bounded wait for its rollout (a rollback fails the run: exit 1)  ──►
+    once all converged: the leader's facts again, and the environment's secrets no service references removed.
 
 Not in swarm mode yet (refused, exit 2, before anything is touched): `image:` apps, `domains` (the front
 proxy), --prune. A release command is not run (reported).
@@ -31,10 +32,13 @@ from provision.facts.ipvs import gather_ipvs
 from provision.plan import apps as plan
 from provision.plan.desired import DesiredApp
 from provision.plan.services import (
+    SecretFact,
     ServiceFacts,
     endpoint_choice,
+    parse_secret,
     parse_service,
     plan_network,
+    plan_secret_cleanup,
     plan_secrets,
     plan_service,
 )
@@ -73,15 +77,16 @@ def refuse_unsupported(pb: Any, names: Sequence[str], *, prune: bool) -> None:
         raise InputError(locate_problems(pb, problems))
 
 
-def service_facts(remote: Any, project: str, environment: str) -> tuple[dict[str, ServiceFacts], set[str],
-                                                                        set[str]]:
-    """The leader's view: our services by name, our networks' and secrets' names (three reads)."""
+def service_facts(remote: Any, project: str, environment: str, *, networks: bool = True
+                  ) -> tuple[dict[str, ServiceFacts], set[str], list[SecretFact]]:
+    """The leader's view: our services by name, our networks' names, our secrets (three reads; two without
+    the networks)."""
     api = remote.docker().api
     labels = {"label": label_filters(project, environment)}
     services = {str(s["Spec"]["Name"]): parse_service(s) for s in api.services(filters=labels)}
-    networks = {str(n["Name"]) for n in api.networks(filters=labels)}
-    secrets = {str(s["Spec"]["Name"]) for s in api.secrets(filters=labels)}
-    return services, networks, secrets
+    nets = {str(n["Name"]) for n in api.networks(filters=labels)} if networks else set()
+    secrets = [parse_secret(s) for s in api.secrets(filters=labels)]
+    return services, nets, secrets
 
 
 def deploy_swarm(pb: Any, hosts: Sequence[tuple[str, Any]], desired: list[DesiredApp], *, secrets: Any,
@@ -123,12 +128,13 @@ def deploy_swarm(pb: Any, hosts: Sequence[tuple[str, Any]], desired: list[Desire
         return result()
 
     leader = runners[0]
-    found: tuple[dict[str, ServiceFacts], set[str], set[str]] | None = None
+    found: tuple[dict[str, ServiceFacts], set[str], list[SecretFact]] | None = None
     with leader.guard("gather service facts"):
         found = service_facts(hosts[0][1], project, env)
     if found is None:
         return result()
-    services, networks, existing_secrets = found
+    services, networks, secret_facts = found
+    existing_secrets = {s.name for s in secret_facts}
     endpoint = endpoint_choice(ipvs)
     mode.append("vip" if endpoint.routing_mesh else "dnsrr")
     if reporter is not None and desired:
@@ -145,4 +151,16 @@ def deploy_swarm(pb: Any, hosts: Sequence[tuple[str, Any]], desired: list[Desire
         leader.run_task(f"app {d.name}: service", [*plan_secrets(svc, existing_secrets),
                                                    *plan_service(svc, services.get(svc.name))])
         services_done.append(svc.name)
+    if not leader.failed:
+        tidy_secrets(leader, hosts[0][1], project, env)
     return result()
+
+
+def tidy_secrets(leader: Runner, remote: Any, project: str, environment: str) -> None:
+    """After every rollout converged: read again, remove our secrets no service (Spec or PreviousSpec) uses."""
+    found: tuple[dict[str, ServiceFacts], set[str], list[SecretFact]] | None = None
+    with leader.guard("old swarm secrets"):
+        found = service_facts(remote, project, environment, networks=False)
+    if found is not None:
+        services, _, secrets = found
+        leader.run_task("old swarm secrets", plan_secret_cleanup(project, environment, secrets, services.values()))

@@ -26,7 +26,7 @@ ENGINE_OPS = frozenset({
     "image.ship", "container.create", "container.remove", "container.rename", "container.connect",
     "container.stop", "container.start", "container.logs", "image.pull",
     "proxy.route", "proxy.unroute", "proxy.sync", "container.run_once",
-    "secret.create", "service.create", "service.update",  # engine.mode swarm (provision.plan.services)
+    "secret.create", "secret.remove", "service.create", "service.update",  # engine.mode swarm (provision.plan.services)
 })
 EC2_OPS = frozenset({
     "key_pair.import", "key_pair.delete", "security_group.create", "security_group.delete",

@@ -6,6 +6,9 @@ exercised by an e2e test.
 - `secret.create`: the value comes from the context's secret source, is checked against the plan's digest (a
   value changed since planning would make a secret whose name lies about it) and travels only in the API body;
 - `service.create` / `service.update`: the plan's spec with each secret reference's id looked up by name;
+- `secret.remove`: an old secret no service references (plan.services.plan_secret_cleanup); already gone is
+  fine, and so is one the engine says is in use (someone referenced it since the read): it stays, the output
+  says so;
 - `service.converged` (a Wait): polls the service until its update completed and `replicas` tasks run;
   a rollback (the engine's failure_action) or a paused update fails the step: exit 1, old version running.
 """
@@ -36,6 +39,19 @@ def create_secret(ctx: Any, *, name: str, env_name: str, digest: str, labels: Ma
     except Exception as exc:
         if api_status(exc) != 409:  # already there: same name, same digest, same value
             raise StepFailed(f"creating swarm secret {name} failed: {type(exc).__name__}") from None
+
+
+def remove_secret(ctx: Any, *, id: str, name: str) -> None:
+    try:
+        ctx.docker().api.remove_secret(id)
+    except Exception as exc:
+        status = api_status(exc)
+        if status == 404:
+            return
+        if status in (400, 409) and "in use" in str(exc).lower():
+            ctx.log(f"swarm secret {name} is in use again: kept")
+            return
+        raise StepFailed(f"removing swarm secret {name} failed: {type(exc).__name__}") from None
 
 
 def _secret_ids(api: Any, names: Sequence[str]) -> dict[str, str]:
@@ -110,5 +126,6 @@ def wait_converged(ctx: Any, *, service: str, config_hash: str, replicas: int, l
 
 
 SERVICE_HANDLERS: dict[str, Callable[..., Any]] = {
-    "secret.create": create_secret, "service.create": create_service, "service.update": update_service,
+    "secret.create": create_secret, "secret.remove": remove_secret,
+    "service.create": create_service, "service.update": update_service,
 }

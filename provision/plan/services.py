@@ -10,6 +10,10 @@ Per app, in the order deploy applies them (through the first host, a manager):
   so the service's UpdatedAt stays untouched. A create or update is followed by a bounded wait until the
   service converged (`service.converged`: every replica running the new spec, or the rollback finished —
   which fails the step, exit 1).
+Once every service converged (a later read of the leader's facts): `plan_secret_cleanup` removes this
+environment's dockyard-labelled Swarm secrets that no service references any more — neither in its Spec nor in
+its PreviousSpec (what a service rollback returns to keeps its secrets), so a changed value's old secret goes
+one deploy after the update that replaced it.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from provision.changes import Change, Step
-from provision.commands.docker import LABEL_CONFIG, LABEL_CONFIG_HASH, owner_labels
+from provision.commands.docker import LABEL_APP, LABEL_CONFIG, LABEL_CONFIG_HASH, owner_labels
 from provision.commands.service import ServiceConfig
 from provision.ops import EngineCall, Wait, params
 
@@ -36,6 +40,12 @@ class ServiceFacts:
     updated_at: str
     update_state: str = ""  # UpdateStatus.State: updating | completed | paused | rollback_* | ""
     config_text: str = ""  # the dockyard.config label: the "before" of --diff
+    secret_refs: frozenset[str] = frozenset()  # secret names its Spec and PreviousSpec reference
+
+
+def _secret_refs(spec: Mapping[str, Any] | None) -> set[str]:
+    container = ((spec or {}).get("TaskTemplate") or {}).get("ContainerSpec") or {}
+    return {str(ref.get("SecretName", "")) for ref in container.get("Secrets") or []} - {""}
 
 
 def parse_service(attrs: Mapping[str, Any]) -> ServiceFacts:
@@ -44,7 +54,27 @@ def parse_service(attrs: Mapping[str, Any]) -> ServiceFacts:
     return ServiceFacts(id=str(attrs.get("ID", "")), version=int((attrs.get("Version") or {}).get("Index", 0)),
                         config_hash=str(labels.get(LABEL_CONFIG_HASH, "")), updated_at=str(attrs.get("UpdatedAt", "")),
                         update_state=str((attrs.get("UpdateStatus") or {}).get("State", "")),
-                        config_text=str(labels.get(LABEL_CONFIG, "")))
+                        config_text=str(labels.get(LABEL_CONFIG, "")),
+                        secret_refs=frozenset(_secret_refs(spec) | _secret_refs(attrs.get("PreviousSpec"))))
+
+
+@dataclass(frozen=True)
+class SecretFact:
+    """One Swarm secret the leader lists (docker-py `APIClient.secrets`: metadata only, never the value)."""
+
+    id: str
+    name: str
+    labels: Mapping[str, str]
+
+    @property
+    def app(self) -> str:
+        return self.labels.get(LABEL_APP, "")
+
+
+def parse_secret(attrs: Mapping[str, Any]) -> SecretFact:
+    spec = attrs.get("Spec") or {}
+    return SecretFact(id=str(attrs.get("ID", "")), name=str(spec.get("Name", "")),
+                      labels={str(k): str(v) for k, v in (spec.get("Labels") or {}).items()})
 
 
 @dataclass(frozen=True)
@@ -127,6 +157,23 @@ def plan_service(desired: ServiceConfig, facts: ServiceFacts | None) -> list[Cha
         before=facts.config_text or None, after=after,
         data={"config_hash": desired.config_hash[:12], "was": facts.config_hash[:12],
               "replicas": desired.replicas})]
+
+
+def plan_secret_cleanup(project: str, environment: str, secrets: Iterable[SecretFact],
+                        services: Iterable[ServiceFacts]) -> list[Change]:
+    """Remove this environment's secrets (by their labels: only ours) that no service references. Pure; run only
+    after every service of the deploy converged, from facts read then."""
+    referenced = {name for svc in services for name in svc.secret_refs}
+    ours = owner_labels(project, environment)
+    changes = []
+    for secret in sorted(secrets, key=lambda s: s.name):
+        if any(secret.labels.get(k) != v for k, v in ours.items()) or not secret.app or secret.name in referenced:
+            continue
+        call = EngineCall("secret.remove", params(id=secret.id, name=secret.name))
+        changes.append(Change(_target(secret.app, f"secret:{secret.name}"), "delete",
+                              "no service references it (an older value)",
+                              (Step(f"remove swarm secret {secret.name}", call),)))
+    return changes
 
 
 def plan_app_service(desired: ServiceConfig, facts: ServiceFacts | None, *, networks: Iterable[str],
