@@ -3,7 +3,10 @@
     desired (the same render + hash + container config as standalone, all local)  ──►
     per host (the first, then the others in parallel), each over its own connection: its IPVS fact
     (provision.facts.ipvs), then images: build there (`build: host`) or build here and ship (`build: local`)
-    when the host lacks the image's tag  ──►
+    when the host lacks the image's tag; an `image:` app's image pulled there, or shipped from this machine
+    when the host cannot pull (provider local, `pull: never`, or a failed pull: provision.plan.images)  ──►
+    image apps: the service runs the first host's image (its id in the config hash, so a no-op deploy changes
+    nothing), pinned as `repo@digest` when that image came from a registry  ──►
     the endpoint choice (provision.plan.services.endpoint_choice: the routing mesh only when every host has
     IPVS, else dnsrr + host-mode ports; said once in the output)  ──►
     services, through the first host (a manager): facts (services, networks, secrets with our labels) ──►
@@ -11,8 +14,8 @@
     bounded wait for its rollout (a rollback fails the run: exit 1)  ──►
     once all converged: the leader's facts again, and the environment's secrets no service references removed.
 
-Not in swarm mode yet (refused, exit 2, before anything is touched): `image:` apps, `domains` (the front
-proxy), --prune. A release command is not run (reported).
+Not in swarm mode yet (refused, exit 2, before anything is touched): `domains` (the front proxy),
+--prune. A release command is not run (reported).
 """
 
 from __future__ import annotations
@@ -25,8 +28,9 @@ from typing import Any
 from provision.appops import DeployContext
 from provision.changes import HostRecap
 from provision.commands.docker import label_filters
-from provision.commands.service import service_of
-from provision.errors import InputError, Problem
+from provision.commands.service import pinned_image, service_of
+from provision.deploy_images import image_ids, image_task
+from provision.errors import InputError, Problem, api_status
 from provision.facts.apps import gather_remote
 from provision.facts.ipvs import gather_ipvs
 from provision.plan import apps as plan
@@ -65,9 +69,6 @@ def refuse_unsupported(pb: Any, names: Sequence[str], *, prune: bool) -> None:
     problems = []
     for name in names:
         app = pb.apps[name]
-        if app.image is not None:
-            problems.append(Problem("`image:` apps are not deployed as swarm services yet", pb.source,
-                                    f"apps.{name}.image"))
         if app.domains:
             problems.append(Problem("`domains` (the front proxy) is not supported with engine.mode: swarm yet",
                                     pb.source, f"apps.{name}.domains"))
@@ -99,6 +100,8 @@ def deploy_swarm(pb: Any, hosts: Sequence[tuple[str, Any]], desired: list[Desire
     runners = [Runner(label, ctx, check=check, diff=diff, reporter=reporter)
                for (label, _), ctx in zip(hosts, ctxs, strict=True)]
     wanted = [d for d in desired if d.build is not None]
+    pulled = [d for d in desired if d.pulled is not None]
+    resolved: list[dict[str, DesiredApp]] = [{} for _ in hosts]  # per host: image apps with their image id
     ipvs: dict[str, bool | None] = {label: None for label, _ in hosts}
 
     def images(i: int) -> None:
@@ -111,6 +114,12 @@ def deploy_swarm(pb: Any, hosts: Sequence[tuple[str, Any]], desired: list[Desire
             return
         for d in wanted:
             runner.run_task(f"app {d.name}: image", plan.plan_image(d, facts, project=project, environment=env))
+        ids = None
+        if pulled:
+            with runner.guard("read the image apps' images"):
+                ids = image_ids(ctxs[i], pulled)
+        for d in pulled if ids is not None else ():
+            resolved[i][d.name] = image_task(runner, ctxs[i], d, *ids)
 
     # the first host alone, then the rest in parallel: `build: local` builds here once, the other hosts' builds
     # are cache hits giving the same image (concurrent first builds re-tag each other's images mid-ship)
@@ -128,6 +137,15 @@ def deploy_swarm(pb: Any, hosts: Sequence[tuple[str, Any]], desired: list[Desire
         return result()
 
     leader = runners[0]
+    pins: dict[str, str] | None = {}
+    if pulled:
+        desired = [resolved[0].get(d.name, d) for d in desired]
+        pins = None
+        with leader.guard("image apps: digests"):
+            pins = image_pins(hosts[0][1], [d for d in desired if d.pulled is not None])
+        if pins is None:
+            return result()
+        warn_other_images(reporter, [label for label, _ in hosts], resolved, pins)
     found: tuple[dict[str, ServiceFacts], set[str], list[SecretFact]] | None = None
     with leader.guard("gather service facts"):
         found = service_facts(hosts[0][1], project, env)
@@ -139,8 +157,8 @@ def deploy_swarm(pb: Any, hosts: Sequence[tuple[str, Any]], desired: list[Desire
     mode.append("vip" if endpoint.routing_mesh else "dnsrr")
     if reporter is not None and desired:
         reporter.info(endpoint.reason)
-    wanted_services = [(d, service_of(d.container, pb.apps[d.name], routing_mesh=endpoint.routing_mesh))
-                       for d in desired]
+    wanted_services = [(d, service_of(d.container, pb.apps[d.name], routing_mesh=endpoint.routing_mesh,
+                                      image_pin=pins.get(d.name, ""))) for d in desired]
     # every app's network first: an app may `reach` one planned after it
     leader.run_task("app networks", [c for _, svc in wanted_services for c in plan_network(svc, networks)])
     for d, svc in wanted_services:
@@ -154,6 +172,41 @@ def deploy_swarm(pb: Any, hosts: Sequence[tuple[str, Any]], desired: list[Desire
     if not leader.failed:
         tidy_secrets(leader, hosts[0][1], project, env)
     return result()
+
+
+def image_pins(remote: Any, apps: Sequence[DesiredApp]) -> dict[str, str]:
+    """Per image app, the digest reference of the first host's image ("" when it has none); one inspect each."""
+    api = remote.docker().api
+    pins: dict[str, str] = {}
+    for d in apps:
+        assert d.pulled is not None
+        try:
+            digests = api.inspect_image(d.container.build_hash or d.pulled.ref).get("RepoDigests") or []
+        except Exception as exc:
+            if api_status(exc) != 404:  # check mode, before a pull: no image yet, no pin to show
+                raise
+            digests = []
+        pins[d.name] = pinned_image(d.pulled.ref, [str(x) for x in digests])
+    return pins
+
+
+def warn_other_images(reporter: Any, labels: Sequence[str], resolved: Sequence[dict[str, DesiredApp]],
+                      pins: dict[str, str]) -> None:
+    """A host holding another image under an image app's reference (`pull: missing` keeps a moved tag)."""
+    if reporter is None:
+        return
+    for name, first in resolved[0].items():
+        for label, apps in zip(labels[1:], resolved[1:], strict=True):
+            other = apps.get(name)
+            if other is None or other.container.build_hash == first.container.build_hash:
+                continue
+            ref = first.image
+            runs = (f"its tasks there run {pins[name]}" if pins.get(name)
+                    else "its tasks there run that host's image")
+            reporter.warn(f"app {name}: {label} holds another image for {ref} "
+                          f"({other.container.build_hash.removeprefix('sha256:')[:12]}) than the first host "
+                          f"({first.container.build_hash.removeprefix('sha256:')[:12]}); {runs} "
+                          "(`pull: always` brings every host the registry's current one)")
 
 
 def tidy_secrets(leader: Runner, remote: Any, project: str, environment: str) -> None:

@@ -62,7 +62,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -120,6 +120,7 @@ class ServiceConfig:
     placement: tuple[str, ...] = ()
     secrets: tuple[SwarmSecret, ...] = ()
     routing_mesh: bool = False  # every node has IPVS (a fact): endpoint mode vip + ingress-mode published ports
+    image_pin: str = ""  # an image app: `repo@sha256:…` the first host's image came with (else its reference)
 
     @property
     def name(self) -> str:
@@ -173,6 +174,8 @@ class ServiceConfig:
         lines += [f"secret {s.env_name} (swarm secret at {s.path}, ${s.env_name}_FILE)" for s in self.secrets]
         lines.append(f"restart: {RESTART_CONDITION[self.container.restart]}")
         lines.append(f"replicas: {self.replicas}")
+        if self.image_pin:
+            lines.append(f"image pinned: {self.image_pin}")
         lines += [f"placement: {c}" for c in self.placement]
         lines.append("endpoint: vip, ingress-mode ports (routing mesh)" if self.routing_mesh
                      else "endpoint: dnsrr, host-mode ports")
@@ -188,7 +191,9 @@ class ServiceConfig:
         c = self.container
         env = [f"{k}={v}" for k, v in c.env] + [f"{s.env_name}_FILE={s.path}" for s in self.secrets]
         spec: dict[str, Any] = {
-            "Image": c.image,
+            # a tag makes every node try a pull at each task start (and maybe run a newer image than the one
+            # hashed); a digest runs exactly that image, pulled only by a node that lacks it
+            "Image": self.image_pin or c.image,
             # the hash on each task tells the rollout wait which tasks run the new version
             "Labels": {**owner_labels(c.project, c.environment, c.app), LABEL_CONFIG_HASH: self.config_hash},
             "Env": env,
@@ -277,7 +282,32 @@ def overlay_network(project: str, environment: str, app: str, name: str) -> dict
             "labels": {**owner_labels(project, environment), LABEL_APP: app}}
 
 
-def service_of(container: ContainerConfig, app: AppSpec, *, routing_mesh: bool = False) -> ServiceConfig:
+def pinned_image(ref: str, repo_digests: Sequence[str]) -> str:
+    """The digest reference of `ref`'s repository among an image's RepoDigests ("" when it has none: an image
+    that was built or shipped, never pulled). A reference that already holds a digest is its own pin."""
+    if "@" in ref:
+        return ref
+    last = ref.rsplit("/", 1)[-1]
+    repository = _normal(ref.rsplit(":", 1)[0] if ":" in last else ref)
+    for digest in repo_digests:
+        name, at, _ = digest.partition("@")
+        if at and _normal(name) == repository:
+            return digest
+    return ""
+
+
+def _normal(repository: str) -> str:
+    """docker's normalisation: `redis` → `docker.io/library/redis`, `me/app` → `docker.io/me/app`."""
+    first, sep, rest = repository.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost"):
+        if first not in ("docker.io", "index.docker.io"):
+            return repository
+        repository = rest
+    return f"docker.io/{repository}" if "/" in repository else f"docker.io/library/{repository}"
+
+
+def service_of(container: ContainerConfig, app: AppSpec, *, routing_mesh: bool = False,
+               image_pin: str = "") -> ServiceConfig:
     """The service of an app whose container config deploy already built (render, hash, image): the same
     config without its env file (secrets are Swarm secrets), plus replicas, placement, the secrets and the
     endpoint choice (`routing_mesh`: from the hosts' IPVS facts, provision.plan.services.endpoint_choice)."""
@@ -286,7 +316,7 @@ def service_of(container: ContainerConfig, app: AppSpec, *, routing_mesh: bool =
     secrets = tuple(SwarmSecret(n, secret_name(c.project, c.environment, c.app, n, digests[n]), digests[n])
                     for n in c.secrets)
     return ServiceConfig(container=c, replicas=app.replicas, placement=app.placement, secrets=secrets,
-                         routing_mesh=routing_mesh)
+                         routing_mesh=routing_mesh, image_pin=image_pin)
 
 
 def service_config(

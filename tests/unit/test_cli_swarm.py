@@ -35,7 +35,6 @@ def test_app_commands_refuse_swarm_mode_with_exit_2_naming_engine_mode(tmp_path:
 
 
 @pytest.mark.parametrize(("app", "args", "key"), [
-    ("{image: 'redis:7.2'}", (), "apps.cache.image"),
     ("{template: python-web, port: 8000, domains: [shop.example.com]}", (), "apps.cache.domains"),
     ("{template: python-web, port: 8000}", ("--prune",), "engine.mode"),
 ])
@@ -48,6 +47,15 @@ def test_swarm_deploy_refuses_what_services_cannot_do_yet(tmp_path: Path, app: s
     error = json.dumps(json.loads(done.stdout))
     assert key in error and "swarm" in error
     assert "Traceback" not in done.stderr
+
+
+def test_swarm_deploy_takes_image_apps(tmp_path: Path) -> None:
+    """No longer refused: deploy goes on to the hosts (and fails there, exit 1: this key file does not exist)."""
+    (tmp_path / "playbooks").mkdir()
+    (tmp_path / "playbooks" / "prod.yml").write_text(SWARM + "apps:\n  cache: {image: 'redis:7.2'}\n")
+    done = run(tmp_path, "deploy", "-e", "prod", "--json")
+    assert done.returncode == 1, done.stderr
+    assert "apps.cache.image" not in done.stdout + done.stderr and "key file" in done.stderr
 
 
 def test_validate_accepts_a_three_host_swarm(tmp_path: Path) -> None:
