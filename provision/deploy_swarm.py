@@ -15,7 +15,8 @@
     once all converged: the leader's facts again, and the environment's secrets no service references removed.
 
 Not in swarm mode yet (refused, exit 2, before anything is touched): `domains` (the front proxy),
---prune. A release command is not run (reported).
+--prune, a publish address (`publish: "127.0.0.1:8080"`: a swarm publishes on every interface).
+A release command is not run (reported).
 """
 
 from __future__ import annotations
@@ -72,6 +73,11 @@ def refuse_unsupported(pb: Any, names: Sequence[str], *, prune: bool) -> None:
         if app.domains:
             problems.append(Problem("`domains` (the front proxy) is not supported with engine.mode: swarm yet",
                                     pb.source, f"apps.{name}.domains"))
+        if app.publish is not None and app.publish.host_ip:
+            # a swarm publishes on every interface of a node: binding one address cannot be honoured
+            problems.append(Problem("a publish address is not supported with engine.mode: swarm (a swarm "
+                                    "publishes on every interface): give the port alone", pb.source,
+                                    f"apps.{name}.publish"))
     if prune:
         problems.append(Problem("--prune is not supported with engine.mode: swarm yet", pb.source, "engine.mode"))
     if problems:

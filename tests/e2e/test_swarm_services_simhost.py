@@ -4,6 +4,10 @@ environment with `host.addresses` and `engine.mode: swarm`: `setup` forms the sw
 published port; each sim host publishes that port to 127.0.0.1 (extra_ports), so every replica is reached from
 here. A changed version rolls to every replica; a broken one (its tasks exit) rolls back by itself with the
 old version still answering, and the run exits 1; a second deploy changes nothing and leaves UpdatedAt alone.
+Sim hosts have no IPVS: the deploy says so and uses dnsrr. The site has a secret (SITE_TOKEN): a changed value
+is a new Swarm secret; the old one is kept while the service's PreviousSpec uses it and removed by the deploy
+after. An `image:` app (`pull: never`: the offline sim hosts get it shipped) runs beside it, its image id in the
+config hash (so the second deploy is a no-op for it too).
 
 Traffic: only 127.0.0.1 from here; swarm traffic stays between the sim hosts. Swarm runs only inside them.
 """
@@ -58,6 +62,23 @@ def task_nodes(leader: SimHost, name: str) -> list[str]:
     return [line for line in out.split() if line]
 
 
+def secrets_of(leader: SimHost, project: str) -> list[str]:
+    code, out = leader.exec(f"docker secret ls --filter label=dockyard.project={project} --format '{{{{.Name}}}}'")
+    assert code == 0, out
+    return sorted(out.split())
+
+
+def task_container(hosts: list[SimHost], service_name: str) -> dict:
+    """`docker inspect` of one running task container of the service (on whichever node has one)."""
+    for host in hosts:
+        code, out = host.exec(f"docker ps -q --filter label=com.docker.swarm.service.name={service_name}")
+        if code == 0 and out.split():
+            code, out = host.exec(f"docker inspect {out.split()[0]}")
+            assert code == 0, out
+            return json.loads(out)[0]
+    raise AssertionError(f"no running task of {service_name} on any node")
+
+
 def test_apps_run_as_replicated_services_with_rolling_updates(tmp_path: Path, unique: str) -> None:
     workdir = tmp_path / "simhost"
     hosts: list[SimHost] = []
@@ -73,7 +94,8 @@ def test_apps_run_as_replicated_services_with_rolling_updates(tmp_path: Path, un
         playbook.parent.mkdir()
         addresses = ", ".join(f'"{h.host}:{h.port}"' for h in hosts)
 
-        def write(version: str, extra: str = "") -> None:
+        def write(version: str, extra: str = "", token: str = "t1") -> None:
+            env["SITE_TOKEN"] = f"{unique}-{token}"
             (site / "index.html").write_text(f"<h1>{unique} {version}</h1>\n")
             playbook.write_text(f"""\
 project: {unique}
@@ -97,7 +119,12 @@ apps:
     publish: {PORT}
     replicas: 3
     memory: 64m
-{extra}""")
+    secrets: [SITE_TOKEN]
+{extra}  tool:
+    image: "{image_ref('static')}"
+    pull: never
+    command: [busybox, httpd, -f, -p, "8090"]
+""")
 
         env = cli_env()
         write("v1")
@@ -108,11 +135,28 @@ apps:
         first = dockyard(env, "deploy", "-p", str(playbook), "--json")
         doc = json_of(first)
         assert all(h["failed"] == 0 for h in doc["hosts"]), explain(first)
-        name = f"{unique}-swarm-site"
-        assert doc["services"] == [name]
+        name, tool = f"{unique}-swarm-site", f"{unique}-swarm-tool"
+        assert sorted(doc["services"]) == [name, tool]
         spec = service(hosts[0], name)["Spec"]
         assert spec["Mode"]["Replicated"]["Replicas"] == 3
-        assert spec["EndpointSpec"]["Mode"] == "dnsrr"
+        # the sim hosts' kernel has no IPVS: detected, said once, dnsrr + host-mode ports
+        assert doc["endpoint_mode"] == "dnsrr" and spec["EndpointSpec"]["Mode"] == "dnsrr"
+        assert first.stderr.count("no IPVS in the kernel of") == 1, explain(first)
+        assert spec["EndpointSpec"]["Ports"][0]["PublishMode"] == "host"
+        # hardening reaches the task's container as it reaches a standalone one
+        task = task_container(hosts, name)
+        container_spec = spec["TaskTemplate"]["ContainerSpec"]
+        assert task["HostConfig"]["Init"] is True
+        assert task["HostConfig"]["ReadonlyRootfs"] is bool(container_spec.get("ReadOnly"))
+        kept = bool((container_spec.get("Privileges") or {}).get("NoNewPrivileges"))
+        print(f"engine kept Privileges.NoNewPrivileges: {kept}; task SecurityOpt: {task['HostConfig']['SecurityOpt']}")
+        assert ("no-new-privileges" in (task["HostConfig"]["SecurityOpt"] or [])) is kept
+        # the image app: shipped to every node (they cannot pull), run by its reference (no registry digest)
+        tool_spec = service(hosts[0], tool)["Spec"]
+        assert tool_spec["TaskTemplate"]["ContainerSpec"]["Image"] == image_ref("static")
+        assert tool_spec["Labels"]["dockyard.image"] == image_ref("static")
+        assert len(task_nodes(hosts[0], tool)) == 1
+        [t1_secret] = secrets_of(hosts[0], unique)
         assert spec["UpdateConfig"]["FailureAction"] == "rollback"
         assert len(set(task_nodes(hosts[0], name))) >= 2
         assert answers(hosts, "v1") == [True] * 3
@@ -123,14 +167,16 @@ apps:
         after = service(hosts[0], name)
         assert (after["UpdatedAt"], after["Version"]) == (before["UpdatedAt"], before["Version"])
 
-        write("v2")
+        write("v2", token="t2")  # a new secret value too: a new Swarm secret
         rolled = dockyard(env, "deploy", "-p", str(playbook), "--json")
         assert all(h["failed"] == 0 for h in json_of(rolled)["hosts"]), explain(rolled)
         assert service(hosts[0], name)["UpdatedAt"] != after["UpdatedAt"]
         assert answers(hosts, "v2") == [True] * 3
+        both = secrets_of(hosts[0], unique)
+        assert len(both) == 2 and t1_secret in both  # the old one: the PreviousSpec (a rollback) still uses it
 
         after_v2 = service(hosts[0], name)
-        write("v3", "    command: [sh, -c, 'exit 3']\n")  # every new task exits: the update rolls back
+        write("v3", "    command: [sh, -c, 'exit 3']\n", token="t2")  # every new task exits: it rolls back
         broken = dockyard(env, "deploy", "-p", str(playbook), "--json")
         assert broken.returncode == 1, explain(broken)
         assert "roll" in broken.stdout + broken.stderr
@@ -138,6 +184,12 @@ apps:
         assert state["UpdateStatus"]["State"].startswith("rollback")
         assert state["Spec"]["Labels"]["dockyard.config-hash"] == after_v2["Spec"]["Labels"]["dockyard.config-hash"]
         assert answers(hosts, "v2") == [True] * 3
+
+        write("v4", token="t2")  # the next good update: no spec uses the t1 secret any more, it goes
+        last = dockyard(env, "deploy", "-p", str(playbook), "--json")
+        assert all(h["failed"] == 0 for h in json_of(last)["hosts"]), explain(last)
+        assert answers(hosts, "v4") == [True] * 3
+        assert secrets_of(hosts[0], unique) == [s for s in both if s != t1_secret]
     finally:
         for host in hosts:
             stop_simhost(host)

@@ -37,6 +37,7 @@ def test_app_commands_refuse_swarm_mode_with_exit_2_naming_engine_mode(tmp_path:
 @pytest.mark.parametrize(("app", "args", "key"), [
     ("{template: python-web, port: 8000, domains: [shop.example.com]}", (), "apps.cache.domains"),
     ("{template: python-web, port: 8000}", ("--prune",), "engine.mode"),
+    ("{template: python-web, port: 8000, publish: '127.0.0.1:8080'}", (), "apps.cache.publish"),
 ])
 def test_swarm_deploy_refuses_what_services_cannot_do_yet(tmp_path: Path, app: str, args: tuple[str, ...],
                                                           key: str) -> None:
