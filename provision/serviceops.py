@@ -1,7 +1,6 @@
 """The Engine API executor of the Swarm service ops (provision.plan.services), run through the first host's
-engine (a manager) by DeployContext (provision.appops registers these handlers). STATUS: see
-provision/commands/service.py — these handlers are written but not yet driven by a deploy phase nor
-exercised by an e2e test.
+engine (a manager) by DeployContext (provision.appops registers these handlers), driven by
+provision.deploy_swarm. STATUS: see provision/commands/service.py.
 
 - `secret.create`: the value comes from the context's secret source, is checked against the plan's digest (a
   value changed since planning would make a secret whose name lies about it) and travels only in the API body;

@@ -10,14 +10,17 @@ STATUS (branch swarm-services, issue 14 "Apps become services"; not merged yet):
   provision.plan.services (network / secrets / create / update when the hash differs / nothing);
   provision.serviceops (Engine API handlers + the bounded `service.converged` wait: a rollback → exit 1);
   provision.deploy_swarm + phases.deploy.deploy_swarm_env: `dockyard deploy` in swarm mode (images built or
-  shipped on EVERY host, services through the first). Unsupported yet, refused with exit 2: `image:` apps,
-  `domains`, --prune.
+  shipped on EVERY host, services through the first); `image:` apps (pulled or shipped on every host, the
+  first host's image id in the hash, the spec pinned to its repo@digest: `pinned_image`); the old Swarm
+  secrets no service's Spec/PreviousSpec uses removed after the rollouts (plan.services.plan_secret_cleanup).
+  Unsupported yet, refused with exit 2: `domains`, --prune, a publish address (swarm binds every interface).
 - e2e: tests/e2e/test_swarm_services_simhost.py (3 sim hosts: 3 replicas over >= 2 nodes, a rolling update,
   a broken version rolling back with exit 1 and the old one answering, a no-op second deploy): passes
   (~2 min here).
-- left: `up`/`recreate` still refuse swarm mode (cli/pipeline.py: call deploy_swarm_env after setup); image
-  apps on every node; the proxy; release commands; pruning services and old secrets; `status` per service
-  and per node; `logs`/`exec` on a task; `rollback` as a service rollback.
+- left: `up`/`recreate` still refuse swarm mode (cli/pipeline.py: call deploy_swarm_env after setup); the
+  proxy; release commands; pruning services (--prune); `status` per service and per node; `logs`/`exec` on a
+  task; `rollback` as a service rollback; image apps from a private registry rely on every host's own pull
+  (dockyard's, with the credentials) — the service carries no registry auth for a node that lacks the image.
 
 Hardening parity with a standalone container (`ContainerConfig.create_argv`; tests/unit/test_service_hardening.py):
   docker create                      ServiceSpec (TaskTemplate)
@@ -46,14 +49,18 @@ Decisions, and why:
   swarm-only fields, so the same change that recreates a container updates a service, and nothing else does.
 - Secrets become Swarm secrets named `<project>-<env>-<app>-<NAME>-<digest12>` (digest of the value, never the
   value): a changed value is a new secret, hence a new name, a new hash and a rolling update; the old secret
-  stays until a later clean-up. Each is mounted read-only at /run/secrets/NAME (mode 0444 inside the task: the
-  image's user is unknown, and only the task sees the file) and the env var `NAME_FILE` points at it (the
-  official images' `_FILE` convention). The value is never in the spec, the labels, argv or logs; the plan
+  stays while the service's PreviousSpec (what a rollback returns to) uses it, and goes on the next deploy.
+  Each is mounted read-only at /run/secrets/NAME (mode 0444 inside the task: the image's user is unknown, and
+  only the task sees the file) and the env var `NAME_FILE` points at it (the official images' `_FILE`
+  convention). The value is never in the spec, the labels, argv or logs; the plan
   only carries the secret's name and digest, the executor reads the value from the secret source.
-- Endpoint mode `dnsrr` and host-mode published ports: this kernel has no IPVS, so VIPs and the routing mesh
-  fail. A published app answers on the port of each node that runs one of its tasks. With host-mode ports a
-  node cannot run an old and a new task of the same app at once, so a published app updates `stop-first`
-  (one task at a time: the others keep answering); an unpublished one `start-first`.
+- The endpoint comes from the hosts' facts: VIPs and the routing mesh need IPVS on every node (this machine's
+  kernel and so its sim hosts have none: `ipvs=absent`), so only when every host has it do services get
+  endpoint mode `vip` and ingress-mode ports (updates then `start-first`); else `dnsrr` and host-mode
+  published ports: a published app answers on the port of each node that runs one of its tasks. The choice is
+  in the hash only when it is the mesh, so the dnsrr services made before the choice existed keep their hash.
+  With host-mode ports a node cannot run an old and a new task of the same app at once, so a published app
+  updates `stop-first` (one task at a time: the others keep answering); an unpublished one `start-first`.
 - The overlay network per app is not attachable (only services join it); `reach` joins the other apps'
   networks, as for containers. The app's name is a DNS alias on its own network.
 """
