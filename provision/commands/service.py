@@ -15,8 +15,11 @@ STATUS (branch swarm-services, issue 14 "Apps become services"; not merged yet):
   secrets no service's Spec/PreviousSpec uses removed after the rollouts (plan.services.plan_secret_cleanup).
   Unsupported yet, refused with exit 2: `domains`, --prune, a publish address (swarm binds every interface).
 - e2e: tests/e2e/test_swarm_services_simhost.py (3 sim hosts: 3 replicas over >= 2 nodes, a rolling update,
-  a broken version rolling back with exit 1 and the old one answering, a no-op second deploy): passes
-  (~2 min here).
+  a broken version rolling back with exit 1 and the old one answering, a no-op second deploy; no IPVS
+  detected → dnsrr, said once; Init/ReadOnly on a task's container; an `image:` app shipped to every node;
+  a changed secret's old Swarm secret kept while PreviousSpec uses it, removed by the next good deploy):
+  passes (196 s here). Measured there: the sim hosts' engine drops Privileges.NoNewPrivileges (the task's
+  SecurityOpt is empty).
 - left: `up`/`recreate` still refuse swarm mode (cli/pipeline.py: call deploy_swarm_env after setup); the
   proxy; release commands; pruning services (--prune); `status` per service and per node; `logs`/`exec` on a
   task; `rollback` as a service rollback; image apps from a private registry rely on every host's own pull
