@@ -52,7 +52,8 @@ Decisions, and why:
   swarm-only fields, so the same change that recreates a container updates a service, and nothing else does.
 - Secrets become Swarm secrets named `<project>-<env>-<app>-<NAME>-<digest12>` (digest of the value, never the
   value): a changed value is a new secret, hence a new name, a new hash and a rolling update; the old secret
-  stays while the service's PreviousSpec (what a rollback returns to) uses it, and goes on the next deploy.
+  stays while the service's PreviousSpec (what a rollback returns to) uses it: the next update
+  of the service replaces that, and the deploy making it removes the secret.
   Each is mounted read-only at /run/secrets/NAME (mode 0444 inside the task: the image's user is unknown, and
   only the task sees the file) and the env var `NAME_FILE` points at it (the official images' `_FILE`
   convention). The value is never in the spec, the labels, argv or logs; the plan

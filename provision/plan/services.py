@@ -13,7 +13,7 @@ Per app, in the order deploy applies them (through the first host, a manager):
 Once every service converged (a later read of the leader's facts): `plan_secret_cleanup` removes this
 environment's dockyard-labelled Swarm secrets that no service references any more — neither in its Spec nor in
 its PreviousSpec (what a service rollback returns to keeps its secrets), so a changed value's old secret goes
-one deploy after the update that replaced it.
+with the service's next update after the one that replaced it (a no-op deploy removes nothing).
 """
 
 from __future__ import annotations
