@@ -14,6 +14,7 @@ from __future__ import annotations
 import shlex
 import sys
 from dataclasses import asdict
+from functools import partial
 from typing import Any
 
 from invoke.context import Context
@@ -276,8 +277,6 @@ def exec_(
     """Run a command in an app's running container (swarm: one of its tasks, on the node that runs it); exits
     with the command's exit code."""
     # deferred: paramiko, pydantic, rich load when a command runs, not for `dockyard --help`
-    from functools import partial
-
     from provision.exec_tty import parse_env
     from provision.phases.inspect import exec_in_app, exec_tty_in_app
     from provision.phases.swarm_apps import swarm_exec, swarm_exec_tty

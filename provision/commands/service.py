@@ -14,9 +14,11 @@ STATUS (branch swarm-services, issue 14 "Apps become services"; not merged yet):
 - e2e: tests/e2e/test_swarm_services_simhost.py (3 sim hosts: 3 replicas over >= 2 nodes, a rolling update,
   a broken version rolling back with exit 1 and the old one answering, a no-op second deploy): passes
   (~2 min here).
+- commands (branch swarm-ops): `logs`/`exec` reach a task on any node, `releases` and `rollback` (the
+  service's rollback=previous): provision/swarm_apps.py, phases/swarm_apps.py, e2e test_swarm_ops_simhost.py.
 - left: `up`/`recreate` still refuse swarm mode (cli/pipeline.py: call deploy_swarm_env after setup); image
   apps on every node; the proxy; release commands; pruning services and old secrets; `status` per service
-  and per node; `logs`/`exec` on a task; `rollback` as a service rollback; engine.mode detection of IPVS from
+  and per node; engine.mode detection of IPVS from
   facts (dnsrr is always used today); `security_opt` no-new-privileges (no field in the service spec here).
 - tests: `PYTHONPATH=$PWD python3 -m pytest -q tests/unit/test_service_spec.py tests/unit/test_plan_services.py
   tests/unit/test_serviceops.py tests/unit/test_cli_swarm.py` (fast) and

@@ -6,10 +6,11 @@ swarm through). Each sim host publishes the app's port to 127.0.0.1 (extra_ports
 
 - `exec` reaches the task's container on the worker (it prints that container's hostname), `--node` of the
   first host fails (no task there);
-- `logs` shows the line the app printed, prefixed with the task and the worker's hostname as docker does;
+- `logs` shows the line the app printed, prefixed with the task and the worker's hostname as docker does
+  (also `logs -f`, which keeps following);
 - `rollback` right after the first deploy: nothing to roll back to (exit 1); `--to`: refused (exit 2);
-- deploy v2, then `rollback` serves v1 again on the worker's port; `releases --json` shows the current and the
-  previous release before and after.
+- deploy v2, then `rollback --check` changes nothing and `rollback` serves v1 again on the worker's port;
+  `releases --json` shows the current and the previous release before and after.
 
 Traffic: only 127.0.0.1 from here; swarm traffic stays between the sim hosts. Swarm runs only inside them.
 """
@@ -18,11 +19,14 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.helpers import cli_env, dockyard, explain, json_of, remove_labelled
+from tests.e2e.helpers import ROOT, cli_env, dockyard, explain, json_of, remove_labelled
 from tests.e2e.test_swarm_services_simhost import answers, service
 from tests.e2e.test_swarm_simhost import ready_nodes
 from tests.images import image_ref
@@ -31,6 +35,7 @@ from tests.simhost import SimHost, start_simhost, stop_simhost
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]
 
 PORT = 18080
+FOLLOW_WAIT = 60.0
 
 
 def task_container(host: SimHost, name: str) -> tuple[str, str]:
@@ -48,6 +53,24 @@ def releases(env: dict[str, str], playbook: Path) -> list[tuple[str, str, bool]]
     done = dockyard(env, "releases", "-p", str(playbook), "--json")
     assert done.returncode == 0, explain(done)
     return [(r["release"], r["state"], r["current"]) for r in json.loads(done.stdout)]
+
+
+def follow_logs(env: dict[str, str], playbook: Path, marker: str) -> tuple[str, bool]:
+    """`logs -f` until `marker` shows (bounded): (what it printed, whether it was still following then)."""
+    out = playbook.parent / "follow.log"
+    with out.open("wb") as sink:
+        proc = subprocess.Popen([sys.executable, "-m", "provision", "logs", "-p", str(playbook), "--app", "site",
+                                 "-f", "-n", "0"], cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + FOLLOW_WAIT
+            while marker not in out.read_text(errors="replace") and time.monotonic() < deadline:
+                time.sleep(0.5)
+            running = proc.poll() is None
+        finally:
+            proc.terminate()
+            proc.wait(timeout=20)
+    return out.read_text(errors="replace"), running
 
 
 def test_logs_exec_releases_and_rollback_reach_a_task_on_another_node(tmp_path: Path, unique: str) -> None:
@@ -127,6 +150,8 @@ apps:
         lines = [line for line in logged.stdout.splitlines() if marker in line]
         assert lines, explain(logged)
         assert lines[0].startswith(f"{name}.1.") and f"@{worker_hostname.strip()} | " in lines[0], lines[0]
+        followed, still_running = follow_logs(env, playbook, marker)
+        assert marker in followed and still_running, followed
 
         # rollback: nothing to go back to yet; --to refused; releases shows the one current release
         nothing = dockyard(env, "rollback", "-p", str(playbook), "--app", "site")
@@ -143,6 +168,10 @@ apps:
         v2 = service(leader, name)["Spec"]["Labels"]["dockyard.release"]
         assert v2 != v1
         assert releases(env, playbook) == [(v2, "current", True), (v1, "previous", False)]
+
+        checked = json_of(dockyard(env, "rollback", "-p", str(playbook), "--app", "site", "--check", "--json"))
+        assert (checked["release"], checked["hosts"][0]["changed"]) == (v1, 1), checked
+        assert service(leader, name)["Spec"]["Labels"]["dockyard.release"] == v2  # --check changed nothing
 
         rolled = dockyard(env, "rollback", "-p", str(playbook), "--app", "site", "--json")
         doc = json_of(rolled)
