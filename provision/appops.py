@@ -26,7 +26,7 @@ from provision.ops import ENGINE_OPS, EngineCall, FrozenMap, Guarded, Op, Secret
 from provision.progress import human_bytes
 from provision.proxyops import ProxyState, route, sync, unroute, wait_drained
 from provision.secrets import make_redactor
-from provision.serviceops import SERVICE_HANDLERS, wait_converged
+from provision.serviceops import SERVICE_HANDLERS, wait_converged, wait_rolled_back
 from provision.ship import send
 
 if TYPE_CHECKING:
@@ -64,6 +64,8 @@ class DeployContext:
             return wait_drained(self, op.get("upstreams"), op.get("label"), op.timeout)
         if isinstance(op, Wait) and op.probe == "service.converged":
             return wait_converged(self, timeout=op.timeout, **{k: v for k, v in op.params})
+        if isinstance(op, Wait) and op.probe == "service.rolled_back":
+            return wait_rolled_back(self, timeout=op.timeout, **{k: v for k, v in op.params})
         if isinstance(op, Guarded):
             return run_guarded(self, op)
         return SshExecutor(self.remote, secret_file=self.secret_file).execute(op)

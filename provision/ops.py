@@ -27,6 +27,7 @@ ENGINE_OPS = frozenset({
     "container.stop", "container.start", "container.logs", "image.pull",
     "proxy.route", "proxy.unroute", "proxy.sync", "container.run_once",
     "secret.create", "secret.remove", "service.create", "service.update",  # engine.mode swarm (provision.plan.services)
+    "service.rollback",  # `rollback` in swarm mode (provision.swarm_apps)
 })
 EC2_OPS = frozenset({
     "key_pair.import", "key_pair.delete", "security_group.create", "security_group.delete",
@@ -34,7 +35,8 @@ EC2_OPS = frozenset({
     "instance.terminate", "instance.modify_type", "instance.metadata_options", "instance.groups", "instance.tags",
 })
 PROBES = frozenset({"engine.answers", "container.healthy", "instance.running", "instance.stopped",
-                    "instance.terminated", "proxy.drained", "service.converged"})
+                    "instance.terminated", "proxy.drained", "service.converged",
+                    "service.rolled_back"})
 
 Params = tuple[tuple[str, Any], ...]
 

@@ -9,7 +9,10 @@ provision.deploy_swarm. STATUS: see provision/commands/service.py.
   fine, and so is one the engine says is in use (someone referenced it since the read): it stays, the output
   says so;
 - `service.converged` (a Wait): polls the service until its update completed and `replicas` tasks run;
-  a rollback (the engine's failure_action) or a paused update fails the step: exit 1, old version running.
+  a rollback (the engine's failure_action) or a paused update fails the step: exit 1, old version running;
+- `service.rollback` (`dockyard rollback`, `docker service rollback`): the Engine API's service update with
+  `rollback=previous` (docker-py has no argument for it: the SDK client's own session posts it), and
+  `service.rolled_back` (a Wait): until the previous spec's replicas run (provision.swarm_apps.rollback_state).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any
 from provision.commands.docker import LABEL_CONFIG_HASH
 from provision.commands.service import with_secret_ids
 from provision.errors import StepFailed, api_status
+from provision.swarm_apps import rollback_state
 
 POLL = 1.0
 FAILED_STATES = ("rollback_paused", "rollback_completed", "paused")  # rollback_started: wait for it to finish
@@ -124,7 +128,40 @@ def wait_converged(ctx: Any, *, service: str, config_hash: str, replicas: int, l
             time.sleep(POLL)
 
 
+def rollback_service(ctx: Any, *, id: str, version: int) -> None:
+    """`docker service rollback`: POST /services/{id}/update?version=N&rollback=previous with the current spec
+    as the body (the engine takes PreviousSpec). A version other than the planned one: changed meanwhile."""
+    api = ctx.docker().api
+    attrs = api.inspect_service(id)
+    now = int((attrs.get("Version") or {}).get("Index", 0))
+    if now != version:
+        raise StepFailed(f"service {id[:12]} changed since it was read (version {version} → {now}): run again")
+    url = f"{api.base_url}/v{api.api_version}/services/{id}/update"
+    resp = api.post(url, params={"version": version, "rollback": "previous"}, json=attrs["Spec"], timeout=60)
+    if resp.status_code >= 400:
+        why = " ".join(resp.text.split())[:300]
+        raise StepFailed(f"rolling service {id[:12]} back failed: HTTP {resp.status_code} {why}")
+
+
+def wait_rolled_back(ctx: Any, *, service: str, config_hash: str, replicas: int, label: str,
+                     timeout: float) -> None:
+    api = ctx.docker().api
+    deadline = time.monotonic() + timeout
+    with ctx.progress(f"{label}: rolling back {replicas} replicas", limit=timeout) as progress:
+        while True:
+            running = _running(api, service, config_hash)
+            verdict = rollback_state(api.inspect_service(service), config_hash, running, replicas)
+            if verdict == "done":
+                return
+            if verdict.startswith("failed: "):
+                raise StepFailed(f"{label}: {verdict.removeprefix('failed: ')}")
+            progress.update(f"{label}: {running}/{replicas} replicas running the previous spec")
+            if time.monotonic() >= deadline:
+                raise StepFailed(f"{label}: {running}/{replicas} replicas ran the previous spec within {timeout:g}s")
+            time.sleep(POLL)
+
+
 SERVICE_HANDLERS: dict[str, Callable[..., Any]] = {
     "secret.create": create_secret, "secret.remove": remove_secret,
-    "service.create": create_service, "service.update": update_service,
+    "service.create": create_service, "service.update": update_service, "service.rollback": rollback_service,
 }

@@ -4,6 +4,7 @@
     invoke status -e ENV [--json]
     invoke logs   -e ENV --app NAME [-f] [-n N]
     invoke exec   -e ENV --app NAME [-t] [--env KEY=VALUE ...] -- CMD [ARG ...]      (or --cmd "CMD ARG ...")
+                  engine.mode swarm: [--task N | --node HOST-LABEL] picks the task (default: the first running)
 
 The deploy core is provision.phases.deploy's `deploy_host`; here: options, the recap, tables, `--json`, exit codes.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import shlex
 import sys
 from dataclasses import asdict
+from functools import partial
 from typing import Any
 
 from invoke.context import Context
@@ -209,13 +211,15 @@ def logs(
     """Print an app's container logs (stdout and stderr)."""
     # deferred: paramiko, pydantic, rich load when a command runs, not for `dockyard --help`
     from provision.phases.inspect import log_chunks
+    from provision.phases.swarm_apps import swarm_log_chunks
 
     opts = options(ctx, env, playbook, json, verbose)
     pb = load(opts)
     if not app:
         raise InputError.single("--app NAME is required", pb.source)
+    chunks = log_chunks if pb.engine.mode != "swarm" else swarm_log_chunks  # swarm: every task on every node
     try:
-        for chunk in log_chunks(pb, app, lines=n, follow=follow):
+        for chunk in chunks(pb, app, lines=n, follow=follow):
             sys.stdout.write(chunk.decode("utf-8", "replace"))
             sys.stdout.flush()
     except KeyboardInterrupt:
@@ -254,6 +258,8 @@ def split_env_words(words: list[str] | None) -> tuple[str | None, list[str]]:
         "cmd": "the command as one string (or give it after --)",
         "env": "environment NAME (playbooks/NAME.yml); repeat as KEY=VALUE to set a variable for the command",
         "tty": "a terminal for the command (interactive: createsuperuser, a shell); keys are forwarded",
+        "task": "engine.mode swarm: the task (replica slot) N to run in (default: the first running one)",
+        "node": "engine.mode swarm: a task on this host (its label, e.g. PROJECT-ENV-2)",
     },
     iterable=["env"],
 )
@@ -266,11 +272,15 @@ def exec_(
     app: str = "",
     cmd: str = "",
     tty: bool = False,
+    task: int = 0,
+    node: str = "",
 ) -> None:
-    """Run a command in an app's running container; exits with the command's exit code."""
+    """Run a command in an app's running container (swarm: one of its tasks, on the node that runs it); exits
+    with the command's exit code."""
     # deferred: paramiko, pydantic, rich load when a command runs, not for `dockyard --help`
     from provision.exec_tty import parse_env
     from provision.phases.inspect import exec_in_app, exec_tty_in_app
+    from provision.phases.swarm_apps import swarm_exec, swarm_exec_tty
 
     env_name, assignments = split_env_words(env)
     opts = options(ctx, env_name, playbook, json, verbose)
@@ -282,10 +292,19 @@ def exec_(
     argv = _exec_argv(ctx, cmd)
     if not app or not argv:
         raise InputError.single("usage: exec --app NAME [-t] [--env KEY=VALUE ...] -- CMD [ARG ...]", pb.source)
+    if pb.engine.mode == "swarm":
+        if task and node:
+            raise InputError.single("exec: --task N or --node HOST, not both", pb.source)
+        run, run_tty = partial(swarm_exec, slot=task, node=node), partial(swarm_exec_tty, slot=task, node=node)
+    elif task or node:
+        raise InputError.single("exec: --task/--node pick a swarm task (engine.mode: swarm)", pb.source,
+                                "engine.mode")
+    else:
+        run, run_tty = exec_in_app, exec_tty_in_app
     if tty:
         stdin_fd = sys.stdin.fileno() if sys.stdin is not None and not sys.stdin.closed else None
-        code = exec_tty_in_app(pb, app, argv, env=variables, stdin_fd=stdin_fd, stdout=sys.stdout.buffer)
+        code = run_tty(pb, app, argv, env=variables, stdin_fd=stdin_fd, stdout=sys.stdout.buffer)
     else:
-        code = exec_in_app(pb, app, argv, env=variables, stdout=sys.stdout.buffer, stderr=sys.stderr.buffer)
+        code = run(pb, app, argv, env=variables, stdout=sys.stdout.buffer, stderr=sys.stderr.buffer)
     if code:
         raise Exit(code=code)

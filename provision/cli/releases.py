@@ -5,6 +5,9 @@
 
 A rollback starts a kept release again (its stopped container: no build, no pull) through the same
 health-gated switch as a deploy, behind the proxy when the app has `domains`.
+
+engine.mode swarm: an app's releases are its service's current spec and the previous one Swarm keeps; a
+rollback is the service's rollback to that previous spec (no `--to`), then the wait for its replicas.
 """
 
 from __future__ import annotations
@@ -35,11 +38,12 @@ def releases(ctx: Context, env: str | None = None, playbook: str | None = None, 
     from rich.console import Console
 
     from provision.phases.releases import list_releases
+    from provision.phases.swarm_apps import swarm_releases
     from provision.report import print_table
 
     opts = options(ctx, env, playbook, json, verbose)
     pb = load(opts)
-    found = list_releases(pb, app)
+    found = (swarm_releases if pb.engine.mode == "swarm" else list_releases)(pb, app)
     if opts.json:
         emit_json([r.to_json() for r in found])
         return
@@ -60,10 +64,13 @@ def rollback(ctx: Context, env: str | None = None, playbook: str | None = None, 
     """Serve an earlier release of an app again: no build, the same health-gated switch as a deploy."""
     # deferred: rich and the phases load when a command runs, not for `dockyard --help`
     from provision.phases.releases import rollback as run_rollback
+    from provision.phases.swarm_apps import swarm_rollback
     from provision.report import Reporter, to_json
 
     opts = options(ctx, env, playbook, json, verbose)
     pb = load(opts)
+    if pb.engine.mode == "swarm":
+        run_rollback = swarm_rollback  # the service's rollback to its previous spec
     if not app:
         raise InputError.single("rollback needs --app NAME", pb.source, "apps")
     reporter = Reporter(json_mode=opts.json, verbose=opts.verbose)

@@ -20,10 +20,12 @@ STATUS (branch swarm-services, issue 14 "Apps become services"; not merged yet):
   a changed secret's old Swarm secret kept while PreviousSpec uses it, removed by the next good deploy):
   passes (196 s here). Measured there: the sim hosts' engine drops Privileges.NoNewPrivileges (the task's
   SecurityOpt is empty).
+- commands (branch swarm-ops): `logs`/`exec` reach a task on any node, `releases` and `rollback` (the
+  service's rollback=previous): provision/swarm_apps.py, phases/swarm_apps.py, e2e test_swarm_ops_simhost.py.
 - left: `up`/`recreate` still refuse swarm mode (cli/pipeline.py: call deploy_swarm_env after setup); the
-  proxy; release commands; pruning services (--prune); `status` per service and per node; `logs`/`exec` on a
-  task; `rollback` as a service rollback; image apps from a private registry rely on every host's own pull
-  (dockyard's, with the credentials) — the service carries no registry auth for a node that lacks the image.
+  proxy; release commands; pruning services (--prune); `status` per service and per node; image apps from a
+  private registry rely on every host's own pull (dockyard's, with the credentials) — the service carries no
+  registry auth for a node that lacks the image.
 
 Hardening parity with a standalone container (`ContainerConfig.create_argv`; tests/unit/test_service_hardening.py):
   docker create                      ServiceSpec (TaskTemplate)

@@ -41,16 +41,24 @@ def exec_in_app(pb: Playbook, app: str, argv: list[str], *, stdout: BinaryIO, st
     """Run `argv` in the app's running container (with `env` added to its environment), streaming its output;
     returns its exit code."""
     with remote_for(pb) as remote:
-        api = remote.docker(timeout=None).api
-        cid = find_container(pb, remote, app)
-        exec_id = api.exec_create(cid, argv, stdout=True, stderr=True,
-                                  environment=[f"{k}={v}" for k, v in (env or {}).items()] or None)["Id"]
-        for out, err in api.exec_start(exec_id, stream=True, demux=True):
-            for stream, data in ((stdout, out), (stderr, err)):
-                if data:
-                    stream.write(data)
-                    stream.flush()
-        return int(api.exec_inspect(exec_id).get("ExitCode") or 0)
+        remote.docker(timeout=None)  # the first client of this run: no read timeout (a quiet command)
+        return exec_in_container(remote, find_container(pb, remote, app), argv, env=env, stdout=stdout,
+                                 stderr=stderr)
+
+
+def exec_in_container(remote: Any, cid: str, argv: list[str], *, stdout: BinaryIO, stderr: BinaryIO,
+                      env: Mapping[str, str] | None = None) -> int:
+    """`argv` in container `cid` on `remote`'s engine, its output streamed; its exit code (also swarm's exec).
+    The caller made `remote`'s first SDK client with timeout=None: a quiet command must not time out."""
+    api = remote.docker(timeout=None).api
+    exec_id = api.exec_create(cid, argv, stdout=True, stderr=True,
+                              environment=[f"{k}={v}" for k, v in (env or {}).items()] or None)["Id"]
+    for out, err in api.exec_start(exec_id, stream=True, demux=True):
+        for stream, data in ((stdout, out), (stderr, err)):
+            if data:
+                stream.write(data)
+                stream.flush()
+    return int(api.exec_inspect(exec_id).get("ExitCode") or 0)
 
 
 def exec_tty_in_app(pb: Playbook, app: str, argv: list[str], *, stdin_fd: int | None, stdout: BinaryIO,
@@ -58,9 +66,14 @@ def exec_tty_in_app(pb: Playbook, app: str, argv: list[str], *, stdin_fd: int | 
     """`exec -t`: `argv` in the app's running container behind a terminal (`docker exec -i -t` on a pty
     channel of the host's SSH connection), the local terminal's keys forwarded; returns its exit code."""
     with remote_for(pb) as remote:
-        cid = find_container(pb, remote, app)
-        line = command_line(docker_exec_argv(cid, argv, env or {}, tty=True), sudo=False, user=remote.user)
-        code = run_with_tty(remote.open_channel, line, stdin_fd=stdin_fd, out=stdout)
+        return exec_tty_in_container(remote, find_container(pb, remote, app), argv, app=app, stdin_fd=stdin_fd,
+                                     stdout=stdout, env=env)
+
+
+def exec_tty_in_container(remote: Any, cid: str, argv: list[str], *, app: str, stdin_fd: int | None,
+                          stdout: BinaryIO, env: Mapping[str, str] | None = None) -> int:
+    line = command_line(docker_exec_argv(cid, argv, env or {}, tty=True), sudo=False, user=remote.user)
+    code = run_with_tty(remote.open_channel, line, stdin_fd=stdin_fd, out=stdout)
     if code < 0:  # the channel closed without an exit status
         raise StepFailed(f"exec -t in app {app}: the session ended without an exit status (connection lost?)")
     return code
