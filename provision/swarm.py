@@ -20,7 +20,7 @@ from typing import Any
 
 from provision.changes import Change, Step
 from provision.commands import engine as cmd
-from provision.errors import InputError, StepFailed
+from provision.errors import StepFailed
 
 SWARM_FACTS_SCRIPT = r"""export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 sec() { printf '\n@@%s\n' "$1"; }
@@ -141,13 +141,6 @@ def read_join_token(remote: Any, role: str) -> bytes:
     if result.exit_code != 0 or not token.startswith("SWMTKN-"):
         raise StepFailed(f"reading the swarm {role} join token on the first host failed (exit {result.exit_code})")
     return token.encode()
-
-
-def refuse_swarm_deploy(pb: Any) -> None:
-    """Apps are not swarm services yet: deploy/up refuse (exit 2) instead of half-deploying on one node."""
-    if pb.engine.mode == "swarm":
-        raise InputError.single("deploying apps with engine.mode: swarm is not supported yet (apps become swarm "
-                                "services in a later step); `setup` forms the swarm", pb.source, "engine.mode")
 
 
 # --- the plan -----------------------------------------------------------------------------------------

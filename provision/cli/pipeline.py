@@ -21,6 +21,7 @@ from provision.cli.deploy import print_urls
 from provision.cli.lock import LOCK_WAIT_HELP, lock_request
 from provision.errors import EXIT_FAILED, InputError, StepFailed
 from provision.phases.up import UpResult, new_host_named_by_file, run_recreate, run_up
+from provision.phases.up_swarm import run_recreate_swarm, run_up_swarm
 from provision.providers import find_host
 
 __all__ = ["recreate", "up"]
@@ -39,6 +40,24 @@ def finish(command: str, pb: Any, result: UpResult, reporter: Any, opts: Any, ch
             "command": command, "check": check, "environment": pb.environment,
             "host": host_json(result.host) if result.host is not None else None,
             "urls": result.urls, "built": result.built, **(extra or {})}))
+    if result.failed:
+        raise Exit(code=EXIT_FAILED)
+
+
+def finish_swarm(command: str, pb: Any, result: Any, reporter: Any, opts: Any, check: bool,
+                 extra: dict[str, Any] | None = None) -> None:
+    """Swarm mode (a provision.phases.up_swarm.SwarmUpResult): one recap per host, the services."""
+    # deferred: rich loads when a command runs, not for `dockyard --help`
+    from provision.report import to_json
+
+    reporter.recap(result.recaps)
+    if not check:
+        print_urls(result.urls, reporter)
+    if opts.json:
+        emit_json(to_json(result.recaps, {
+            "command": command, "check": check, "environment": pb.environment,
+            "host": host_json(result.host) if result.host is not None else None, "urls": result.urls,
+            "built": result.built, "services": result.services, **(extra or {})}))
     if result.failed:
         raise Exit(code=EXIT_FAILED)
 
@@ -80,13 +99,14 @@ def up(ctx: Context, env: str | None = None, playbook: str | None = None, json: 
 
     opts = options(ctx, env, playbook, json, verbose)
     pb = load(opts)
-    # deferred: pydantic (through provision.swarm) loads when a command runs, not for `dockyard --help`
-    from provision.swarm import refuse_swarm_deploy
-
-    refuse_swarm_deploy(pb)  # apps are not swarm services yet
     reporter = Reporter(json_mode=opts.json, verbose=opts.verbose)
     if not check:  # --check creates nothing (its plan shows the launch)
         confirm_new_host(pb, yes=yes, json=opts.json, reporter=reporter)
+    if pb.engine.mode == "swarm":  # every host, the swarm, the apps as services
+        finish_swarm("up", pb, run_up_swarm(pb, reporter=reporter, check=check, diff=diff, resize=resize,
+                                            prune=prune, verbose=opts.verbose,
+                                            lock=lock_request(pb, "up", lock_wait)), reporter, opts, check)
+        return
     result = run_up(pb, reporter=reporter, check=check, diff=diff, resize=resize, prune=prune,
                     verbose=opts.verbose, lock=lock_request(pb, "up", lock_wait))
     finish("up", pb, result, reporter, opts, check)
@@ -101,12 +121,14 @@ def recreate(ctx: Context, env: str | None = None, playbook: str | None = None, 
 
     opts = options(ctx, env, playbook, json, verbose)
     pb = load(opts)
-    # deferred: pydantic (through provision.swarm) loads when a command runs, not for `dockyard --help`
-    from provision.swarm import refuse_swarm_deploy
-
-    refuse_swarm_deploy(pb)  # apps are not swarm services yet
     reporter = Reporter(json_mode=opts.json, verbose=opts.verbose)
     confirm_teardown(pb, check=check, yes=yes, reporter=reporter)
+    if pb.engine.mode == "swarm":
+        swarm = run_recreate_swarm(pb, reporter=reporter, check=check, verbose=opts.verbose,
+                                   lock=lock_request(pb, "recreate", lock_wait))
+        finish_swarm("recreate", pb, swarm, reporter, opts, check,
+                     {"removed": [c.to_json() for c in swarm.removed]})
+        return
     result = run_recreate(pb, reporter=reporter, check=check, verbose=opts.verbose,
                           lock=lock_request(pb, "recreate", lock_wait))
     removed = [c.to_json() for c in result.removed]

@@ -107,9 +107,12 @@ def deploy_swarm_env(
     prune: bool = False,
     verbose: bool = False,
     lock: LockRequest | None = None,
+    remotes: list[tuple[str, Any]] | None = None,
 ) -> Any:
     """engine.mode swarm: the apps as services over every host of the environment (images on each, services
-    through the first, which also holds the lock); returns provision.deploy_swarm.SwarmDeployResult."""
+    through the first, which also holds the lock); returns provision.deploy_swarm.SwarmDeployResult.
+    `remotes`: (label, Remote) pairs already made (and closed) by the caller, e.g. `up`'s, in the
+    environment's order."""
     # deferred: paramiko, pydantic, rich load when a command runs, not for `dockyard --help`
     from provision.deploy import desired_apps, secret_source, select
     from provision.deploy_swarm import deploy_swarm, refuse_unsupported
@@ -120,7 +123,8 @@ def deploy_swarm_env(
     selection = select(pb, only)
     refuse_unsupported(pb, selection.apps, prune=prune)
     secrets = secret_source(pb)
-    hosts = [(label, remote_for(pb, info)) for label, info in environment_hosts(pb)]
+    own = remotes is None
+    hosts = [(label, remote_for(pb, info)) for label, info in environment_hosts(pb)] if remotes is None else remotes
     try:
         desired = desired_apps(pb, selection.apps, secrets, hosts[0][1].user)
         for label, remote in hosts:
@@ -135,5 +139,6 @@ def deploy_swarm_env(
                 held.finish(failed=result.failed, changed=sum(r.count(Status.CHANGED) for r in result.recaps))
             return result
     finally:
-        for _, remote in hosts:
-            remote.close()
+        if own:
+            for _, remote in hosts:
+                remote.close()

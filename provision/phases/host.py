@@ -141,6 +141,8 @@ def environment_hosts(pb: Any) -> list[tuple[str, HostInfo]]:
     """Every host of the environment with the label its recap goes by, in order (the first leads a swarm):
     `host.addresses` (provider existing) gives several, each "address[:ssh-port]" (ssh.port otherwise);
     anything else is the one host of the provider's lookup."""
+    if pb.provider == "aws" and pb.host.count > 1:
+        return _aws_hosts(pb)
     if pb.provider != "existing" or not pb.host.addresses:
         return [(host_label(pb), resolve_host(pb))]
     # deferred: pydantic (through provision.spec_host) loads when a command runs, not for `dockyard --help`
@@ -153,6 +155,18 @@ def environment_hosts(pb: Any) -> list[tuple[str, HostInfo]]:
             provider="existing", host_id=item, state="running", ssh_address=address,
             ssh_port=port or pb.ssh.port, ssh_user=pb.ssh_user, public_address=address)))
     return hosts
+
+
+def _aws_hosts(pb: Any) -> list[tuple[str, HostInfo]]:
+    """aws host.count > 1: every live instance by its index tag, labelled like its Name (<project>-<env>-N)."""
+    # deferred: boto3 loads when a command runs, not for `dockyard --help`
+    from provision.providers.aws import find_hosts
+
+    found = find_hosts(pb)
+    if not found:
+        raise StepFailed(f"no aws hosts for {pb.project}/{pb.environment} yet: "
+                         f"run `invoke provision -e {pb.environment}` first")
+    return [(f"{host_label(pb)}-{info.data.get('index') or i}", info) for i, info in enumerate(found, start=1)]
 
 
 def remote_for(pb: Any, host: HostInfo | None = None) -> Any:

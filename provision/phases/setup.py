@@ -13,6 +13,7 @@ over them (provision.phases.swarm). One recap per host.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from provision.changes import HostRecap
@@ -74,25 +75,31 @@ def setup_host(pb: Any, *, check: bool = False, diff: bool = False, reporter: An
             remote.close()
 
 
-def setup_hosts(pb: Any, *, check: bool = False, diff: bool = False, reporter: Any = None) -> list[HostRecap]:
+def setup_hosts(pb: Any, *, check: bool = False, diff: bool = False, reporter: Any = None,
+                hosts: Sequence[tuple[str, Any]] | None = None,
+                remotes: Sequence[Any] | None = None) -> list[HostRecap]:
     """Every host's engine in parallel (each on its own connection, within its own channel budget), then the
-    swarm when engine.mode is swarm. One recap per host, in the playbook's order."""
+    swarm when engine.mode is swarm. One recap per host, in the playbook's order. `hosts` ((label, HostInfo)
+    pairs, default: the environment's) with `remotes` (one each, kept open for the caller, e.g. `up`'s deploy)
+    share connections with the phase after this one."""
     # deferred: rich loads when a command runs, not for `dockyard --help`
     from provision.report import Reporter
 
     reporter = reporter or Reporter()
     desired_engine(pb)  # an invalid daemon.json is refused (exit 2) before any host is touched
-    hosts = environment_hosts(pb)
-    if len(hosts) == 1 and pb.engine.mode != "swarm":
+    hosts = list(hosts) if hosts is not None else environment_hosts(pb)
+    if len(hosts) == 1 and pb.engine.mode != "swarm" and remotes is None:
         return [setup_host(pb, check=check, diff=diff, reporter=reporter, host=hosts[0][1], label=hosts[0][0])]
     started = time.monotonic()
-    remotes = [remote_for(pb, info) for _, info in hosts]
+    own = remotes is None
+    shared = [remote_for(pb, info) for _, info in hosts] if remotes is None else list(remotes)
     try:
         engines = parallel(range(len(hosts)), lambda i: setup_host(
-            pb, check=check, diff=diff, reporter=reporter, host=hosts[i][1], remote=remotes[i], label=hosts[i][0]))
-        swarm = form_swarm(pb, [(label, remote) for (label, _), remote in zip(hosts, remotes, strict=True)],
+            pb, check=check, diff=diff, reporter=reporter, host=hosts[i][1], remote=shared[i], label=hosts[i][0]))
+        swarm = form_swarm(pb, [(label, remote) for (label, _), remote in zip(hosts, shared, strict=True)],
                            engines, check=check, diff=diff, reporter=reporter) if pb.engine.mode == "swarm" else []
         return [joined_recap(engine.host, [engine, *swarm[i:i + 1]], started) for i, engine in enumerate(engines)]
     finally:
-        for remote in remotes:
-            remote.close()
+        if own:
+            for remote in shared:
+                remote.close()

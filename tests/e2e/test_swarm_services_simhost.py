@@ -1,13 +1,14 @@
 """Apps as Swarm services on THREE sim hosts (stock sshd, no engine) given as one `provider: existing`
-environment with `host.addresses` and `engine.mode: swarm`: `setup` forms the swarm, then `deploy` runs a
-`build: local` static site (built here, shipped to every node) as a service of 3 replicas with a host-mode
+environment with `host.addresses` and `engine.mode: swarm`: ONE `up` installs the engines, forms the swarm
+and runs a `build: local` static site (built here, shipped to every node) as a service of 3 replicas with a host-mode
 published port; each sim host publishes that port to 127.0.0.1 (extra_ports), so every replica is reached from
 here. A changed version rolls to every replica; a broken one (its tasks exit) rolls back by itself with the
-old version still answering, and the run exits 1; a second deploy changes nothing and leaves UpdatedAt alone.
+old version still answering, and the run exits 1; a second `up` changes nothing and leaves UpdatedAt alone.
 Sim hosts have no IPVS: the deploy says so and uses dnsrr. The site has a secret (SITE_TOKEN): a changed value
 is a new Swarm secret; the old one is kept while the service's PreviousSpec uses it and removed by the deploy
 after. An `image:` app (`pull: never`: the offline sim hosts get it shipped) runs beside it, its image id in the
-config hash (so the second deploy is a no-op for it too).
+config hash (so the second `up` is a no-op for it too). Node loss: the third sim host is stopped; `status`
+shows its node down and the replicas running on the other two.
 
 Traffic: only 127.0.0.1 from here; swarm traffic stays between the sim hosts. Swarm runs only inside them.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -30,6 +32,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2400)]
 
 PORT = 18080
 ANSWER_WAIT = 120.0
+NODE_LOSS_WAIT = 180.0
 
 
 def answers(hosts: list[SimHost], text: str) -> list[bool]:
@@ -77,6 +80,24 @@ def task_container(hosts: list[SimHost], service_name: str) -> dict:
             assert code == 0, out
             return json.loads(out)[0]
     raise AssertionError(f"no running task of {service_name} on any node")
+
+
+def node_loss_view(env: dict[str, str], playbook: Path, lost: str) -> dict:
+    """Poll `status --json` (bounded) until the lost node is down and no running task is counted on it."""
+    deadline = time.monotonic() + NODE_LOSS_WAIT
+    view: dict = {}
+    while time.monotonic() < deadline:
+        doc = json_of(dockyard(env, "status", "-p", str(playbook), "--json"))
+        nodes = {n["hostname"]: n["status"].lower() for n in doc["nodes"]}
+        services = {row["app"]: row for row in doc["services"]}
+        view = {"lost": nodes.get(lost), "ready": sum(1 for s in nodes.values() if s == "ready"),
+                "services": services}
+        settled = all(lost not in row["nodes"] for row in services.values()) and all(
+            row["replicas"]["running"] >= min(row["replicas"]["desired"], 2) for row in services.values())
+        if view["lost"] == "down" and settled:
+            return view
+        time.sleep(5)
+    return view
 
 
 def test_apps_run_as_replicated_services_with_rolling_updates(tmp_path: Path, unique: str) -> None:
@@ -128,13 +149,12 @@ apps:
 
         env = cli_env()
         write("v1")
-        setup = json_of(dockyard(env, "setup", "-p", str(playbook), "--json"))
-        assert all(h["failed"] == 0 for h in setup["hosts"]), setup["hosts"]
-        assert [n["Status"] for n in ready_nodes(hosts[0])] == ["Ready"] * 3
-
-        first = dockyard(env, "deploy", "-p", str(playbook), "--json")
+        # ONE `up` on three hosts without an engine: engines installed, the swarm formed, the apps as services
+        first = dockyard(env, "up", "-p", str(playbook), "--json")
         doc = json_of(first)
-        assert all(h["failed"] == 0 for h in doc["hosts"]), explain(first)
+        assert [h["host"] for h in doc["hosts"]] == [f"{unique}-swarm-{i}" for i in (1, 2, 3)], explain(first)
+        assert all(h["failed"] == 0 and h["changed"] > 0 for h in doc["hosts"]), explain(first)
+        assert [n["Status"] for n in ready_nodes(hosts[0])] == ["Ready"] * 3
         name, tool = f"{unique}-swarm-site", f"{unique}-swarm-tool"
         assert sorted(doc["services"]) == [name, tool]
         spec = service(hosts[0], name)["Spec"]
@@ -163,7 +183,7 @@ apps:
         assert answers(hosts, "v1") == [True] * 3
 
         before = service(hosts[0], name)
-        second = json_of(dockyard(env, "deploy", "-p", str(playbook), "--json"))
+        second = json_of(dockyard(env, "up", "-p", str(playbook), "--json"))  # engines, swarm, services: no-op
         assert [(h["changed"], h["failed"]) for h in second["hosts"]] == [(0, 0)] * 3, second["hosts"]
         after = service(hosts[0], name)
         assert (after["UpdatedAt"], after["Version"]) == (before["UpdatedAt"], before["Version"])
@@ -191,6 +211,23 @@ apps:
         assert all(h["failed"] == 0 for h in json_of(last)["hosts"]), explain(last)
         assert answers(hosts, "v4") == [True] * 3
         assert secrets_of(hosts[0], unique) == [s for s in both if s != t1_secret]
+
+        # node loss: the third host stops (its engine with it); the swarm marks it down and `status` shows it,
+        # with the replicas running on the other two nodes (its site task cannot move: the host-mode port is
+        # taken on both; the one-replica tool moves if it ran there)
+        code, lost = hosts[2].exec("hostname")
+        assert code == 0, lost
+        lost = lost.strip()
+        subprocess.run(["docker", "stop", "-t", "1", hosts[2].name], capture_output=True, timeout=60, check=True)
+        view = node_loss_view(env, playbook, lost)
+        assert view["lost"] == "down", view
+        assert view["ready"] == 2, view
+        site_row, tool_row = view["services"]["site"], view["services"]["tool"]
+        assert lost not in site_row["nodes"] and lost not in tool_row["nodes"], view
+        assert site_row["replicas"] == {"desired": 3, "running": 2}, view
+        assert sum(site_row["nodes"].values()) == 2 and len(site_row["nodes"]) == 2, view
+        assert tool_row["replicas"] == {"desired": 1, "running": 1}, view
+        assert answers(hosts[:2], "v4") == [True] * 2
     finally:
         for host in hosts:
             stop_simhost(host)

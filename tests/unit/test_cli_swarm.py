@@ -1,6 +1,6 @@
-"""Swarm mode through the CLI: up/recreate refuse (exit 2, naming engine.mode) before touching any host, as
-they do not deploy apps as swarm services yet; deploy does, and refuses (exit 2, naming the key) what it cannot
-deploy as a service yet. The 198.51.100.x addresses are never dialled (the refusal comes first)."""
+"""Swarm mode through the CLI: deploy, up and recreate refuse (exit 2, naming the key) what they cannot deploy
+as a service yet, before any host is made, torn down or touched. The 198.51.100.x addresses are never dialled
+(the refusal comes first)."""
 
 from __future__ import annotations
 
@@ -23,27 +23,22 @@ engine: {mode: swarm, managers: 3}
 """
 
 
-@pytest.mark.parametrize("command", ["up", "recreate"])
-def test_app_commands_refuse_swarm_mode_with_exit_2_naming_engine_mode(tmp_path: Path, command: str) -> None:
-    (tmp_path / "playbooks").mkdir()
-    (tmp_path / "playbooks" / "prod.yml").write_text(SWARM)
-    done = run(tmp_path, command, "-e", "prod", "--json", *(["--yes"] if command == "recreate" else []))
-    assert done.returncode == 2, done.stderr
-    error = json.loads(done.stdout)
-    assert "engine.mode" in json.dumps(error) and "not supported yet" in json.dumps(error)
-    assert "Traceback" not in done.stderr
-
-
-@pytest.mark.parametrize(("app", "args", "key"), [
+REFUSED = [
     ("{template: python-web, port: 8000, domains: [shop.example.com]}", (), "apps.cache.domains"),
     ("{template: python-web, port: 8000}", ("--prune",), "engine.mode"),
     ("{template: python-web, port: 8000, publish: '127.0.0.1:8080'}", (), "apps.cache.publish"),
+]
+
+
+@pytest.mark.parametrize(("command", "app", "args", "key"), [
+    *[(command, *case) for command in [("deploy",), ("up",)] for case in REFUSED],
+    *[(("recreate", "--yes"), *case) for case in REFUSED if not case[1]],  # recreate has no --prune
 ])
-def test_swarm_deploy_refuses_what_services_cannot_do_yet(tmp_path: Path, app: str, args: tuple[str, ...],
-                                                          key: str) -> None:
+def test_swarm_commands_refuse_what_services_cannot_do_yet(tmp_path: Path, command: tuple[str, ...], app: str,
+                                                           args: tuple[str, ...], key: str) -> None:
     (tmp_path / "playbooks").mkdir()
     (tmp_path / "playbooks" / "prod.yml").write_text(SWARM + f"apps:\n  cache: {app}\n")
-    done = run(tmp_path, "deploy", "-e", "prod", "--json", *args)
+    done = run(tmp_path, *command, "-e", "prod", "--json", *args)
     assert done.returncode == 2, done.stderr
     error = json.dumps(json.loads(done.stdout))
     assert key in error and "swarm" in error
