@@ -26,6 +26,7 @@ from rich.console import Console
 from provision.changes import Status
 from provision.errors import StepFailed
 from provision.facts.aws import image_parameter
+from provision.phases.host import environment_hosts
 from provision.playbook import load_playbook
 from provision.providers import aws as provider
 from provision.report import Reporter
@@ -529,6 +530,9 @@ def test_count_3_swarm_makes_three_hosts_one_self_referencing_group_and_teardown
     assert [h["index"] for h in info.data["hosts"]] == [1, 2, 3] and info.data["index"] == 1
     assert {h["id"] for h in info.data["hosts"]} == {i["InstanceId"] for i in made}
     assert [h.host_id for h in provider.find_hosts(pb, session=aws)] == [h["id"] for h in info.data["hosts"]]
+    # setup/deploy/up reach every instance, labelled by its index (the first leads the swarm)
+    assert [(label, h.host_id) for label, h in environment_hosts(pb)] == [
+        (f"shop-staging-{h['index']}", h["id"]) for h in info.data["hosts"]]
 
     second = reporter()
     again = provider.ensure_host(pb, reporter=second, session=aws)
