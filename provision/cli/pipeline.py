@@ -57,7 +57,8 @@ def finish_swarm(command: str, pb: Any, result: Any, reporter: Any, opts: Any, c
         emit_json(to_json(result.recaps, {
             "command": command, "check": check, "environment": pb.environment,
             "host": host_json(result.host) if result.host is not None else None, "urls": result.urls,
-            "built": result.built, "services": result.services, **(extra or {})}))
+            "built": result.built, "services": result.services, "endpoint_mode": result.endpoint_mode,
+            **(extra or {})}))
     if result.failed:
         raise Exit(code=EXIT_FAILED)
 

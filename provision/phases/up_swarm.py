@@ -41,6 +41,7 @@ class SwarmUpResult:
     urls: dict[str, str] = field(default_factory=dict)
     built: list[str] = field(default_factory=list)
     services: list[str] = field(default_factory=list)
+    endpoint_mode: str = ""  # as provision.deploy_swarm.SwarmDeployResult says ("": no deploy ran)
     stopped_after: str | None = None
     removed: list[Any] = field(default_factory=list)  # recreate: what its teardown removed (Changes)
 
@@ -110,7 +111,7 @@ def run_up_swarm(pb: Any, *, reporter: Any, check: bool = False, diff: bool = Fa
             each.close()
     urls = {} if deployed.failed or check else app_urls(pb, hosts[0][1])
     return SwarmUpResult(_per_host(labels, phase_recaps, started), hosts[0][1], urls, list(deployed.built),
-                         list(deployed.services), "deploy" if deployed.failed else None)
+                         list(deployed.services), deployed.endpoint_mode, "deploy" if deployed.failed else None)
 
 
 def run_recreate_swarm(pb: Any, *, reporter: Any, check: bool = False, verbose: bool = False,

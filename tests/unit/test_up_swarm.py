@@ -93,7 +93,7 @@ class World:
         recaps = [HostRecap(label, [TaskResult(label, "app web: image", Status.OK)]) for label in LABELS]
         recaps[0].results.append(TaskResult(LABELS[0], "app web: service", self.deploy_status))
         return SimpleNamespace(recaps=recaps, failed=self.deploy_status is Status.FAILED, built=["web:abc"],
-                               services=["shop-prod-web"])
+                               services=["shop-prod-web"], endpoint_mode="dnsrr")
 
 
 def run(world: World, monkeypatch: pytest.MonkeyPatch, pb: Playbook | None = None, **kwargs: Any) -> Any:
@@ -114,7 +114,7 @@ def test_up_chains_the_phases_over_one_connection_per_host_with_one_recap_per_ho
     assert [t.task for t in result.recaps[0].results] == ["aws instance", "engine", "app web: image",
                                                           "app web: service"]
     assert [t.task for t in result.recaps[2].results] == ["engine", "app web: image"]
-    assert result.services == ["shop-prod-web"] and result.built == ["web:abc"]
+    assert result.services == ["shop-prod-web"] and result.built == ["web:abc"] and result.endpoint_mode == "dnsrr"
     assert result.urls == {"web": "http://198.51.100.10:8082/"} and not result.failed
 
 
