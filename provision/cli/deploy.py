@@ -71,7 +71,7 @@ def deploy(
     opts = options(ctx, env, playbook, json, verbose)
     pb = load(opts)
     reporter = Reporter(json_mode=opts.json, verbose=opts.verbose)
-    if pb.engine.mode == "swarm":  # the apps become services over every host (up/recreate: not yet)
+    if pb.engine.mode == "swarm":  # the apps become services over every host
         swarm = deploy_swarm_env(pb, check=check, diff=diff, reporter=reporter, only=list(app or ()), prune=prune,
                                  verbose=opts.verbose, lock=lock_request(pb, "deploy", lock_wait))
         reporter.recap(swarm.recaps)

@@ -22,8 +22,9 @@ STATUS (branch swarm-services, issue 14 "Apps become services"; not merged yet):
   SecurityOpt is empty).
 - commands (branch swarm-ops): `logs`/`exec` reach a task on any node, `releases` and `rollback` (the
   service's rollback=previous): provision/swarm_apps.py, phases/swarm_apps.py, e2e test_swarm_ops_simhost.py.
-- left: `up`/`recreate` still refuse swarm mode (cli/pipeline.py: call deploy_swarm_env after setup); the
-  proxy; release commands; pruning services (--prune); `status` per service and per node; image apps from a
+- `up`/`recreate` (provision.phases.up_swarm): provision → every engine + the swarm → services, one
+  connection per host; the e2e's first step is one `up` on three fresh sim hosts, and it ends with a node loss.
+- left: the proxy; release commands; pruning services (--prune); `status` per service and per node; image apps from a
   private registry rely on every host's own pull (dockyard's, with the credentials) — the service carries no
   registry auth for a node that lacks the image.
 
