@@ -111,21 +111,30 @@ def converge_state(attrs: Mapping[str, Any], config_hash: str, running: int, rep
     return "wait"
 
 
-def wait_converged(ctx: Any, *, service: str, config_hash: str, replicas: int, label: str, timeout: float) -> None:
+def _poll(ctx: Any, verdict_of: Callable[..., str], *, service: str, config_hash: str, replicas: int,
+          label: str, timeout: float, doing: str, version: str, on_failure: str = "") -> None:
+    """Poll the service (bounded) until `verdict_of(attrs, config_hash, running, replicas)` says done or failed:
+    the one loop behind a rollout's and a rollback's wait. `version`: what the replicas should run."""
     api = ctx.docker().api
     deadline = time.monotonic() + timeout
-    with ctx.progress(f"{label}: rolling out {replicas} replicas", limit=timeout) as progress:
+    with ctx.progress(f"{label}: {doing} {replicas} replicas", limit=timeout) as progress:
         while True:
             running = _running(api, service, config_hash)
-            verdict = converge_state(api.inspect_service(service), config_hash, running, replicas)
+            verdict = verdict_of(api.inspect_service(service), config_hash, running, replicas)
             if verdict == "done":
                 return
             if verdict.startswith("failed: "):
-                raise StepFailed(f"{label}: {verdict.removeprefix('failed: ')}; the old version keeps running")
-            progress.update(f"{label}: {running}/{replicas} replicas running the new version")
+                raise StepFailed(f"{label}: {verdict.removeprefix('failed: ')}{on_failure}")
+            progress.update(f"{label}: {running}/{replicas} replicas running {version}")
             if time.monotonic() >= deadline:
-                raise StepFailed(f"{label}: {running}/{replicas} replicas ran the new version within {timeout:g}s")
+                raise StepFailed(f"{label}: {running}/{replicas} replicas ran {version} within {timeout:g}s")
             time.sleep(POLL)
+
+
+def wait_converged(ctx: Any, *, service: str, config_hash: str, replicas: int, label: str, timeout: float) -> None:
+    _poll(ctx, converge_state, service=service, config_hash=config_hash, replicas=replicas, label=label,
+          timeout=timeout, doing="rolling out", version="the new version",
+          on_failure="; the old version keeps running")
 
 
 def rollback_service(ctx: Any, *, id: str, version: int) -> None:
@@ -145,20 +154,8 @@ def rollback_service(ctx: Any, *, id: str, version: int) -> None:
 
 def wait_rolled_back(ctx: Any, *, service: str, config_hash: str, replicas: int, label: str,
                      timeout: float) -> None:
-    api = ctx.docker().api
-    deadline = time.monotonic() + timeout
-    with ctx.progress(f"{label}: rolling back {replicas} replicas", limit=timeout) as progress:
-        while True:
-            running = _running(api, service, config_hash)
-            verdict = rollback_state(api.inspect_service(service), config_hash, running, replicas)
-            if verdict == "done":
-                return
-            if verdict.startswith("failed: "):
-                raise StepFailed(f"{label}: {verdict.removeprefix('failed: ')}")
-            progress.update(f"{label}: {running}/{replicas} replicas running the previous spec")
-            if time.monotonic() >= deadline:
-                raise StepFailed(f"{label}: {running}/{replicas} replicas ran the previous spec within {timeout:g}s")
-            time.sleep(POLL)
+    _poll(ctx, rollback_state, service=service, config_hash=config_hash, replicas=replicas, label=label,
+          timeout=timeout, doing="rolling back", version="the previous spec")
 
 
 SERVICE_HANDLERS: dict[str, Callable[..., Any]] = {
