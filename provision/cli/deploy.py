@@ -150,7 +150,7 @@ def status(
     verbose: bool = False,
 ) -> None:
     """A table per app: version (build hash), state, health, ports, domains, started, image size; and the
-    proxy's state."""
+    proxy's state. engine.mode swarm: the nodes, then each app's service: release, replicas, per node, update."""
     # deferred: paramiko, pydantic, rich load when a command runs, not for `dockyard --help`
     from rich.console import Console
 
