@@ -37,6 +37,7 @@ PRUNE_HELP = "remove apps that are on the host but no longer in the playbook (no
 PRUNE_VOLUMES_HELP = "with --prune: also remove the removed apps' named volumes (their data!)"
 STATUS_COLUMNS = ("app", "version", "state", "health", "ports", "domains", "started", "image")
 NODE_COLUMNS = ("node", "hostname", "status", "availability", "manager")
+SERVICE_COLUMNS = ("app", "release", "replicas", "nodes", "update")
 
 
 @dockyard_task(
@@ -149,7 +150,7 @@ def status(
     verbose: bool = False,
 ) -> None:
     """A table per app: version (build hash), state, health, ports, domains, started, image size; and the
-    proxy's state."""
+    proxy's state. engine.mode swarm: the nodes, then each app's service: release, replicas, per node, update."""
     # deferred: paramiko, pydantic, rich load when a command runs, not for `dockyard --help`
     from rich.console import Console
 
@@ -173,21 +174,43 @@ def status(
 
 
 def _swarm_status(pb: Any, json: bool) -> None:
-    """Swarm mode: the nodes as the first host lists them (apps are not swarm services yet)."""
+    """Swarm mode: the nodes, then each app's service (replicas per node), as the first host (a manager) sees
+    them. --json: "nodes" (as `docker node ls` spells them), "services" and "apps" (the same rows)."""
     # deferred: paramiko, pydantic, rich load when a command runs, not for `dockyard --help`
     from rich.console import Console
 
-    from provision.phases.swarm import swarm_nodes
+    from provision.phases.swarm import swarm_status
     from provision.report import print_table
 
-    nodes = swarm_nodes(pb)
+    nodes, rows = swarm_status(pb)
     if json:
-        emit_json({"command": "status", "environment": pb.environment, "apps": [],
-                   "nodes": [asdict(n) for n in nodes]})
+        emit_json(swarm_status_json(pb.environment, nodes, rows))
         return
-    print_table(Console(highlight=False), f"{pb.project}/{pb.environment} nodes", NODE_COLUMNS,
+    console = Console(highlight=False)
+    print_table(console, f"{pb.project}/{pb.environment} nodes", NODE_COLUMNS,
                 [[n.id[:12], n.hostname, n.status.lower(), n.availability.lower(), n.manager_status.lower() or "-"]
                  for n in nodes])
+    print_table(console, f"{pb.project}/{pb.environment} services", SERVICE_COLUMNS, service_table(rows))
+    notes = Console(stderr=True, highlight=False)  # beside the tables: piped stdout stays header + rows
+    for row in rows:
+        if row.note and row.service:
+            notes.print(f"app {row.app}: {row.note}")
+
+
+def swarm_status_json(environment: str, nodes: list[Any], rows: list[Any]) -> dict[str, Any]:
+    # deferred: provision.swarm (and what it imports) loads when a command runs, not for `dockyard --help`
+    from provision.swarm_status import row_json
+
+    services = [row_json(r) for r in rows]
+    return {"command": "status", "environment": environment, "apps": services, "services": services,
+            "nodes": [asdict(n) for n in nodes]}
+
+
+def service_table(rows: list[Any]) -> list[list[str]]:
+    # deferred: provision.swarm (and what it imports) loads when a command runs, not for `dockyard --help`
+    from provision.swarm_status import nodes_text, replicas_text
+
+    return [[r.app, r.release, replicas_text(r), nodes_text(r), r.update if r.service else r.note] for r in rows]
 
 
 @dockyard_task(

@@ -24,7 +24,7 @@ STATUS (branch swarm-services, issue 14 "Apps become services"; not merged yet):
   service's rollback=previous): provision/swarm_apps.py, phases/swarm_apps.py, e2e test_swarm_ops_simhost.py.
 - `up`/`recreate` (provision.phases.up_swarm): provision → every engine + the swarm → services, one
   connection per host; the e2e's first step is one `up` on three fresh sim hosts, and it ends with a node loss.
-- left: the proxy; release commands; pruning services (--prune); `status` per service and per node; image apps from a
+- left: the proxy; release commands; pruning services (--prune); image apps from a
   private registry rely on every host's own pull (dockyard's, with the credentials) — the service carries no
   registry auth for a node that lacks the image.
 

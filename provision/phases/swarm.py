@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from provision.changes import HostRecap, Status
-from provision.errors import StepFailed
+from provision.errors import StepFailed, api_status
 from provision.phases.host import environment_hosts, remote_for
 
 T = TypeVar("T")
@@ -98,15 +98,50 @@ def _run(runner: Any, task: Any, reporter: Any) -> bool:
     return not runner.failed
 
 
-def swarm_nodes(pb: Any) -> list[Any]:
-    """`status` in swarm mode: the nodes as the first host (the swarm's leader) lists them (NodeFacts)."""
-    # deferred: pydantic (through provision.swarm) loads when a command runs, not for `dockyard --help`
-    from provision.swarm import gather_swarm_facts
+def swarm_status(pb: Any) -> tuple[list[Any], list[Any]]:
+    """`status` in swarm mode, through the first host (a manager): one read each of the nodes, our services
+    (label filter) and their tasks meant to run → (NodeFacts list, ServiceRow list: provision.swarm_status).
+    StepFailed naming the first host when it cannot be reached or read."""
+    # deferred: provision.swarm (and what it imports) loads when a command runs, not for `dockyard --help`
+    from provision.swarm_status import node_facts, service_rows
 
-    label, info = environment_hosts(pb)[0]
-    with remote_for(pb, info) as remote:
-        facts = gather_swarm_facts(remote)
-    if not facts.control_available:
-        raise StepFailed(f"{label} (the first host) is not a swarm manager: run `dockyard setup -e "
-                         f"{pb.environment}` to form the swarm")
-    return list(facts.nodes)
+    hosts = environment_hosts(pb)
+    label, info = hosts[0]
+    try:
+        with remote_for(pb, info) as remote:
+            nodes, services, tasks = _swarm_reads(pb, label, remote.docker().api)
+    except StepFailed as exc:
+        if "not a swarm manager" in str(exc):
+            raise
+        raise StepFailed(f"status: the first host {label} failed ({exc}); the swarm is read through it (a "
+                         f"manager). {_other_managers(pb, hosts)}") from None
+    return [node_facts(n) for n in nodes], service_rows(services, tasks, nodes, list(pb.apps))
+
+
+def _swarm_reads(pb: Any, label: str, api: Any) -> tuple[list[Any], list[Any], list[Any]]:
+    # deferred: pydantic (through provision.commands.docker) loads when a command runs, not for `setup`'s import
+    from provision.commands.docker import label_filters
+
+    try:
+        nodes = api.nodes()
+        services = api.services(filters={"label": label_filters(pb.project, pb.environment)})
+        ids = [str(s.get("ID", "")) for s in services]
+        tasks = api.tasks(filters={"service": ids, "desired-state": "running"}) if ids else []
+    except StepFailed:
+        raise
+    except Exception as exc:
+        if api_status(exc) == 503:  # "This node is not a swarm manager"
+            raise StepFailed(f"{label} (the first host) is not a swarm manager: run `dockyard setup -e "
+                             f"{pb.environment}` to form the swarm") from None
+        status = api_status(exc)
+        raise StepFailed(f"reading the swarm: {type(exc).__name__}" + (f" (HTTP {status})" if status else "")
+                         ) from None
+    return list(nodes), list(services), list(tasks)
+
+
+def _other_managers(pb: Any, hosts: Any) -> str:
+    """What to try next: with 3 managers, hosts 2 and 3 know the swarm too (provision.swarm.member_role)."""
+    if pb.engine.managers == 3 and len(hosts) >= 3:
+        return (f"The other managers ({hosts[1][0]}, {hosts[2][0]}) know the swarm too: put a reachable one "
+                "first in host.addresses to read it.")
+    return "It is the swarm's only manager: the swarm cannot be read until it answers again."

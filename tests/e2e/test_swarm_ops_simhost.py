@@ -4,6 +4,7 @@ second a worker), `deploy` runs a `build: local` static site as a service of 1 r
 (`node.role==worker`), so its task runs on the SECOND host, never on the first (the one dockyard reaches the
 swarm through). Each sim host publishes the app's port to 127.0.0.1 (extra_ports).
 
+- `status --json` shows both nodes ready and the one replica on the worker;
 - `exec` reaches the task's container on the worker (it prints that container's hostname), `--node` of the
   first host fails (no task there);
 - `logs` shows the line the app printed, prefixed with the task and the worker's hostname as docker does
@@ -128,6 +129,15 @@ apps:
         name = f"{unique}-swarm-site"
         assert answers([worker], "v1") == [True]
         v1 = service(leader, name)["Spec"]["Labels"]["dockyard.release"]
+
+        # status: both nodes ready; the one replica runs on the worker, none on the first host
+        shown = dockyard(env, "status", "-p", str(playbook), "--json")
+        assert shown.returncode == 0, explain(shown)
+        doc = json.loads(shown.stdout)
+        assert sorted(n["status"] for n in doc["nodes"]) == ["Ready", "Ready"], doc["nodes"]
+        _, worker_node = worker.exec("hostname")
+        assert [(r["app"], r["release"], r["replicas"], r["nodes"]) for r in doc["services"]] == [
+            ("site", v1, {"desired": 1, "running": 1}, {worker_node.strip(): 1})], doc["services"]
 
         # exec: the task runs on the worker only; dockyard reaches its container there
         cid, task_hostname = task_container(worker, name)
