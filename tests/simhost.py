@@ -13,6 +13,7 @@ throwaway ed25519 key and known_hosts file; both container and volume are remove
 
 from __future__ import annotations
 
+import shutil
 import socket
 import subprocess
 import time
@@ -132,3 +133,20 @@ def simhost(unique: str, tmp_path: Path) -> Iterator[SimHost]:
         yield host
     finally:
         stop_simhost(host)
+
+
+def start_simhosts(prefix: str, workdir: Path, count: int, *, extra_ports: tuple[int, ...] = ()) -> list[SimHost]:
+    """`count` sim hosts `<prefix>-node0..` sharing ONE key (an environment has one ssh.key_file: each next host
+    authorizes the first one's key). When one does not start, the ones already started are stopped."""
+    hosts: list[SimHost] = []
+    try:
+        for i in range(count):
+            if hosts:
+                for suffix in ("", ".pub"):
+                    shutil.copy(f"{hosts[0].key_file}{suffix}", workdir / f"{prefix}-node{i}_ed25519{suffix}")
+            hosts.append(start_simhost(f"{prefix}-node{i}", workdir, extra_ports=extra_ports))
+    except BaseException:
+        for host in hosts:
+            stop_simhost(host)
+        raise
+    return hosts

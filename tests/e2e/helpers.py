@@ -161,3 +161,22 @@ def copy_example(dest: Path, project: str) -> Path:
     path = dest / "playbooks" / "local.yml"
     path.write_text(text.replace("\nproject: demo\n", f"\nproject: {project}\n"))
     return path
+
+
+def swarm_playbook_head(project: str, hosts: list[Any], tmp_path: Path) -> str:
+    """The top of a `provider: existing` swarm playbook over sim hosts (their one key, a known_hosts in
+    tmp_path); the caller appends `apps:`."""
+    addresses = ", ".join(f'"{h.host}:{h.port}"' for h in hosts)
+    return f"""\
+project: {project}
+environment: swarm
+provider: existing
+host:
+  addresses: [{addresses}]
+ssh:
+  user: deploy
+  key_file: {hosts[0].key_file}
+  known_hosts: {tmp_path / 'known_hosts'}
+engine:
+  mode: swarm
+"""

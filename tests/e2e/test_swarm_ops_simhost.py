@@ -19,7 +19,6 @@ Traffic: only 127.0.0.1 from here; swarm traffic stays between the sim hosts. Sw
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import time
@@ -27,11 +26,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.helpers import ROOT, cli_env, dockyard, explain, json_of, remove_labelled
+from tests.e2e.helpers import ROOT, cli_env, dockyard, explain, json_of, remove_labelled, swarm_playbook_head
 from tests.e2e.test_swarm_services_simhost import answers, service
 from tests.e2e.test_swarm_simhost import ready_nodes
 from tests.images import image_ref
-from tests.simhost import SimHost, start_simhost, stop_simhost
+from tests.simhost import SimHost, start_simhosts, stop_simhost
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]
 
@@ -80,32 +79,16 @@ def test_logs_exec_releases_and_rollback_reach_a_task_on_another_node(tmp_path: 
     site = tmp_path / "apps" / "site"
     site.mkdir(parents=True)
     try:
-        for i in range(2):
-            if hosts:  # one key for the environment: the next host authorizes the same key
-                for suffix in ("", ".pub"):
-                    shutil.copy(f"{hosts[0].key_file}{suffix}", workdir / f"{unique}-node{i}_ed25519{suffix}")
-            hosts.append(start_simhost(f"{unique}-node{i}", workdir, extra_ports=(PORT,)))
+        hosts.extend(start_simhosts(unique, workdir, 2, extra_ports=(PORT,)))
         leader, worker = hosts
         playbook = tmp_path / "playbooks" / "swarm.yml"
         playbook.parent.mkdir()
-        addresses = ", ".join(f'"{h.host}:{h.port}"' for h in hosts)
         marker = f"hello-from-{unique}"
 
         def write(version: str) -> None:
             (site / "index.html").write_text(f"<h1>{unique} {version}</h1>\n")
             playbook.write_text(f"""\
-project: {unique}
-environment: swarm
-provider: existing
-host:
-  addresses: [{addresses}]
-ssh:
-  user: deploy
-  key_file: {hosts[0].key_file}
-  known_hosts: {tmp_path / 'known_hosts'}
-engine:
-  mode: swarm
-apps:
+{swarm_playbook_head(unique, hosts, tmp_path)}apps:
   site:
     template: static-site
     context: ../apps/site

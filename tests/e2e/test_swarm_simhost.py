@@ -10,14 +10,13 @@ the sim hosts on the default bridge. Swarm runs only inside the sim hosts, never
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.helpers import cli_env, dockyard, json_of
-from tests.simhost import SimHost, start_simhost, stop_simhost
+from tests.e2e.helpers import cli_env, dockyard, json_of, swarm_playbook_head
+from tests.simhost import SimHost, start_simhosts, stop_simhost
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]
 
@@ -41,27 +40,10 @@ def test_setup_forms_one_swarm_over_three_sim_hosts(tmp_path: Path, unique: str)
     workdir = tmp_path / "simhost"
     hosts: list[SimHost] = []
     try:
-        for i in range(3):
-            if hosts:  # one key for the environment (ssh.key_file): the next host authorizes the same key
-                for suffix in ("", ".pub"):
-                    shutil.copy(f"{hosts[0].key_file}{suffix}", workdir / f"{unique}-node{i}_ed25519{suffix}")
-            hosts.append(start_simhost(f"{unique}-node{i}", workdir))
+        hosts.extend(start_simhosts(unique, workdir, 3))
         playbook = tmp_path / "playbooks" / "swarm.yml"
         playbook.parent.mkdir()
-        addresses = ", ".join(f'"{h.host}:{h.port}"' for h in hosts)
-        playbook.write_text(f"""\
-project: {unique}
-environment: swarm
-provider: existing
-host:
-  addresses: [{addresses}]
-ssh:
-  user: deploy
-  key_file: {hosts[0].key_file}
-  known_hosts: {tmp_path / 'known_hosts'}
-engine:
-  mode: swarm
-""")
+        playbook.write_text(swarm_playbook_head(unique, hosts, tmp_path))
         assert all(h.exec("command -v docker")[0] != 0 for h in hosts)  # fresh "VMs"
         env = cli_env()
         first = json_of(dockyard(env, "setup", "-p", str(playbook), "--json"))
