@@ -134,7 +134,9 @@ class ServiceConfig:
     placement: tuple[str, ...] = ()
     secrets: tuple[SwarmSecret, ...] = ()
     routing_mesh: bool = False  # every node has IPVS (a fact): endpoint mode vip + ingress-mode published ports
-    image_pin: str = ""  # an image app: `repo@sha256:…` the first host's image came with (else its reference)
+    # an image app: `repo@sha256:…` the first host's image came with (else its reference); a built app with a
+    # registry (provision.plan.push): `<server>/<project>/<app>@sha256:…` it was pushed as (in the hash)
+    image_pin: str = ""
 
     @property
     def name(self) -> str:
@@ -166,6 +168,8 @@ class ServiceConfig:
         container = json.loads(self.container._canonical())
         doc = {"container": container, "replicas": self.replicas, "placement": list(self.placement),
                "secrets": [[s.env_name, s.name] for s in self.secrets], "v": 1}
+        if self.image_pin and not self.container.pulled:  # a built app pushed to the registry: what nodes pull
+            doc["image"] = self.image_pin
         if self.routing_mesh:  # only when set: the hash of every dnsrr service made before the choice existed stays
             doc["endpoint"] = "vip"
         return json.dumps(doc, sort_keys=True, separators=(",", ":"))
