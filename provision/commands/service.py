@@ -24,9 +24,14 @@ STATUS (branch swarm-services, issue 14 "Apps become services"; not merged yet):
   service's rollback=previous): provision/swarm_apps.py, phases/swarm_apps.py, e2e test_swarm_ops_simhost.py.
 - `up`/`recreate` (provision.phases.up_swarm): provision → every engine + the swarm → services, one
   connection per host; the e2e's first step is one `up` on three fresh sim hosts, and it ends with a node loss.
-- left: the proxy; release commands; pruning services (--prune); `status` per service and per node; image apps from a
-  private registry rely on every host's own pull (dockyard's, with the credentials) — the service carries no
-  registry auth for a node that lacks the image.
+- registry (branch swarm-registry): with a top-level `registry:`, built apps are built once on the first host,
+  pushed from there and run as `<server>/<project>/<app>@digest` (provision.plan.push; the pin is in the config
+  hash); the service create/update of a pushed app or an image app with credentials carries them as
+  X-Registry-Auth (serviceops), so a node lacking the image pulls it. e2e: tests/e2e/test_swarm_registry_simhost.py
+  (2 sim hosts, Debian's docker-registry with htpasswd; passes, 38 s here).
+- left: the proxy; release commands; pruning services (--prune); `status` per service and per node; creating
+  an ECR repository for a pushed app (it must exist); asking the registry itself whether it still has a pushed
+  tag (the first host's RepoDigests decide).
 
 Hardening parity with a standalone container (`ContainerConfig.create_argv`; tests/unit/test_service_hardening.py):
   docker create                      ServiceSpec (TaskTemplate)
