@@ -21,7 +21,7 @@ from provision.channels import ConnectionLost, is_connection_loss
 from provision.commands.docker import LABEL_BUILD_HASH, env_file_content
 from provision.errors import StepFailed, api_status
 from provision.exec_ssh import SshExecutor
-from provision.imageops import pull_image
+from provision.imageops import pull_image, push_image
 from provision.ops import ENGINE_OPS, EngineCall, FrozenMap, Guarded, Op, SecretFile, Wait, thaw
 from provision.progress import human_bytes
 from provision.proxyops import ProxyState, route, sync, unroute, wait_drained
@@ -390,6 +390,7 @@ ENGINE_HANDLERS: dict[str, Callable[..., Any]] = {
     "container.connect": connect_container, "container.stop": stop_container, "container.start": start_container,
     "container.logs": lambda ctx, *, id, lines=LOG_TAIL: container_logs(ctx, id, lines),
     "image.pull": lambda ctx, **kw: pull_image(ctx, ship=ship_images, **kw),  # ship: an image app's fallback
+    "image.push": push_image,
     "proxy.route": route, "proxy.unroute": unroute, "proxy.sync": sync,
     "container.run_once": run_once,
     **SERVICE_HANDLERS,

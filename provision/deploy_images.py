@@ -15,6 +15,7 @@ from provision.commands.docker import container_config, volume_name
 from provision.errors import StepFailed
 from provision.plan.apps import DesiredApp
 from provision.plan.images import PulledImage, image_id_after, plan_pull, pulled_image
+from provision.plan.push import push_auth
 from provision.registry import auth_for, secret_names
 from provision.spec import Playbook
 
@@ -22,6 +23,10 @@ from provision.spec import Playbook
 def registry_secrets(playbook: Playbook, names: Iterable[str]) -> dict[str, str]:
     """{secret name: key path} of the registry passwords the image apps among `names` need."""
     out: dict[str, str] = {}
+    names = list(names)
+    if any(playbook.apps[n].image is None for n in names):  # built apps are pushed in swarm mode with a registry
+        for secret in secret_names(push_auth(playbook)):
+            out[secret] = "registry.password_secret"
     for name in names:
         app = playbook.apps[name]
         if app.image is None:

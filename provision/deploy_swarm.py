@@ -3,7 +3,9 @@
     desired (the same render + hash + container config as standalone, all local)  ──►
     per host (the first, then the others in parallel), each over its own connection: its IPVS fact
     (provision.facts.ipvs), then images: build there (`build: host`) or build here and ship (`build: local`)
-    when the host lacks the image's tag; an `image:` app's image pulled there, or shipped from this machine
+    when the host lacks the image's tag — with a top-level `registry:` (provision.plan.push) only on the first
+    host, which pushes it (the others pull the service's `<server>/<project>/<app>@digest` themselves, nothing
+    is shipped to them); an `image:` app's image pulled there, or shipped from this machine
     when the host cannot pull (provider local, `pull: never`, or a failed pull: provision.plan.images)  ──►
     image apps: the service runs the first host's image (its id in the config hash, so a no-op deploy changes
     nothing), pinned as `repo@digest` when that image came from a registry  ──►
@@ -31,11 +33,12 @@ from provision.changes import HostRecap
 from provision.commands.docker import label_filters
 from provision.commands.service import pinned_image, service_of
 from provision.deploy_images import image_ids, image_task
-from provision.errors import InputError, Problem, api_status
+from provision.errors import InputError, Problem, StepFailed, api_status
 from provision.facts.apps import gather_remote
 from provision.facts.ipvs import gather_ipvs
 from provision.plan import apps as plan
 from provision.plan.desired import DesiredApp
+from provision.plan.push import plan_push, push_auth, push_pin, registry_ref
 from provision.plan.services import (
     SecretFact,
     ServiceFacts,
@@ -48,6 +51,7 @@ from provision.plan.services import (
     plan_service,
 )
 from provision.playbook import locate_problems
+from provision.registry import RegistryAuth
 from provision.runner import Runner
 
 MAX_PARALLEL_HOSTS = 16
@@ -109,6 +113,8 @@ def deploy_swarm(pb: Any, hosts: Sequence[tuple[str, Any]], desired: list[Desire
     pulled = [d for d in desired if d.pulled is not None]
     resolved: list[dict[str, DesiredApp]] = [{} for _ in hosts]  # per host: image apps with their image id
     ipvs: dict[str, bool | None] = {label: None for label, _ in hosts}
+    push = push_auth(pb) if wanted else None  # a registry: built once on the first host, pushed, pulled by nodes
+    pushed: dict[str, str] = {}  # app → the digest reference it was pushed as
 
     def images(i: int) -> None:
         runner, remote = runners[i], hosts[i][1]
@@ -118,8 +124,10 @@ def deploy_swarm(pb: Any, hosts: Sequence[tuple[str, Any]], desired: list[Desire
             ipvs[hosts[i][0]] = gather_ipvs(remote).available
         if facts is None:
             return
-        for d in wanted:
+        for d in wanted if push is None or i == 0 else ():
             runner.run_task(f"app {d.name}: image", plan.plan_image(d, facts, project=project, environment=env))
+            if push is not None:
+                pushed[d.name] = push_task(runner, remote, d, push)
         ids = None
         if pulled:
             with runner.guard("read the image apps' images"):
@@ -143,12 +151,12 @@ def deploy_swarm(pb: Any, hosts: Sequence[tuple[str, Any]], desired: list[Desire
         return result()
 
     leader = runners[0]
-    pins: dict[str, str] | None = {}
+    pins: dict[str, str] | None = dict(pushed)
     if pulled:
         desired = [resolved[0].get(d.name, d) for d in desired]
         pins = None
         with leader.guard("image apps: digests"):
-            pins = image_pins(hosts[0][1], [d for d in desired if d.pulled is not None])
+            pins = {**pushed, **image_pins(hosts[0][1], [d for d in desired if d.pulled is not None])}
         if pins is None:
             return result()
         warn_other_images(reporter, [label for label, _ in hosts], resolved, pins)
@@ -172,12 +180,42 @@ def deploy_swarm(pb: Any, hosts: Sequence[tuple[str, Any]], desired: list[Desire
             break
         if d.container.release_command and reporter is not None:
             reporter.warn(f"app {d.name}: its release command is not run in swarm mode yet")
+        auth = push if d.name in pushed else d.pulled.auth if d.pulled is not None else None
         leader.run_task(f"app {d.name}: service", [*plan_secrets(svc, existing_secrets),
-                                                   *plan_service(svc, services.get(svc.name))])
+                                                   *plan_service(svc, services.get(svc.name), auth=auth)])
         services_done.append(svc.name)
     if not leader.failed:
         tidy_secrets(leader, hosts[0][1], project, env)
     return result()
+
+
+def push_task(runner: Runner, remote: Any, d: DesiredApp, auth: RegistryAuth) -> str:
+    """Push the first host's image of a built app unless it was pushed before; its digest reference ("" in check
+    mode before the push, or after a failure: the runner says so)."""
+    ref = registry_ref(auth.server, d.image)
+    digests: list[str] | None = None
+    with runner.guard(f"app {d.name}: registry digest"):
+        digests = repo_digests(remote, ref)
+    changes = plan_push(d, auth, digests) if not runner.failed else []
+    runner.run_task(f"app {d.name}: push", changes)
+    if not changes or runner.check or runner.failed:
+        return push_pin(ref, digests)
+    with runner.guard(f"app {d.name}: pushed digest"):
+        pin = push_pin(ref, repo_digests(remote, ref))
+        if not pin:
+            raise StepFailed(f"{ref} has no digest from the registry after the push")
+        return pin
+    return ""
+
+
+def repo_digests(remote: Any, ref: str) -> list[str] | None:
+    """The RepoDigests of the host's image under `ref` (None: no such image)."""
+    try:
+        return [str(x) for x in remote.docker().api.inspect_image(ref).get("RepoDigests") or []]
+    except Exception as exc:
+        if api_status(exc) != 404:
+            raise
+        return None
 
 
 def image_pins(remote: Any, apps: Sequence[DesiredApp]) -> dict[str, str]:

@@ -5,6 +5,9 @@ engine instead (docker save | docker load, `ship`: the `image.ship` op's handler
 output says so.
 
 Without an `app` the op is the front proxy's (provision.proxyops.pull_image).
+
+`image.push` (swarm mode with a registry, provision.plan.push): the first host's engine tags the built image
+with the registry reference and pushes it, the credentials again only in the API's auth_config.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ def pull_image(ctx: DeployContext, *, ref: str, app: str | None = None, auth: Re
     if app is None:
         pull_proxy_image(ctx, ref=ref)
         return
-    config, hidden = auth_config(auth, _secret_value(ctx))
+    config, hidden = auth_config(auth, registry_secret_value(ctx))
     redact = make_redactor(hidden) if hidden else str
     try:
         with ctx.progress(f"{app}: pulling {ref} on the host") as progress:
@@ -49,7 +52,26 @@ def pull_image(ctx: DeployContext, *, ref: str, app: str | None = None, auth: Re
         ship(ctx, refs=(ref,), app=app)
 
 
-def _secret_value(ctx: DeployContext) -> Callable[[str], str]:
+def push_image(ctx: DeployContext, *, app: str, source: str, ref: str, auth: RegistryAuth | None = None) -> None:
+    config, hidden = auth_config(auth, registry_secret_value(ctx))
+    redact = make_redactor(hidden) if hidden else str
+    repository, _, tag = ref.rpartition(":")
+    api = ctx.docker().api
+    try:
+        api.tag(source, repository, tag)
+        with ctx.progress(f"{app}: pushing {ref} from the host") as progress:
+            # an explicit (maybe empty) auth_config: the SDK never sends this machine's own credentials
+            for chunk in api.push(repository, tag=tag, stream=True, decode=True, auth_config=config):
+                if isinstance(chunk, dict) and chunk.get("error"):
+                    raise StepFailed(str(chunk["error"]))
+                status = chunk.get("status") if isinstance(chunk, dict) else None
+                if status:
+                    progress.update(f"{app}: pushing {ref}: {str(status)[:80]}")
+    except Exception as exc:
+        raise StepFailed(f"{app}: cannot push {ref} from the host: {redact(_one_line(exc))}") from None
+
+
+def registry_secret_value(ctx: DeployContext) -> Callable[[str], str]:
     def value(name: str) -> str:
         if ctx.secrets is None:
             raise StepFailed(f"no secret source for the registry password ({name})")

@@ -28,6 +28,7 @@ ENGINE_OPS = frozenset({
     "proxy.route", "proxy.unroute", "proxy.sync", "container.run_once",
     "secret.create", "secret.remove", "service.create", "service.update",  # engine.mode swarm (provision.plan.services)
     "service.rollback",  # `rollback` in swarm mode (provision.swarm_apps)
+    "image.push",  # swarm mode with a registry: built once, pushed (provision.plan.push)
 })
 EC2_OPS = frozenset({
     "key_pair.import", "key_pair.delete", "security_group.create", "security_group.delete",

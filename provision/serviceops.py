@@ -4,7 +4,10 @@ provision.deploy_swarm. STATUS: see provision/commands/service.py.
 
 - `secret.create`: the value comes from the context's secret source, is checked against the plan's digest (a
   value changed since planning would make a secret whose name lies about it) and travels only in the API body;
-- `service.create` / `service.update`: the plan's spec with each secret reference's id looked up by name;
+- `service.create` / `service.update`: the plan's spec with each secret reference's id looked up by name; with
+  an `auth` (an image in a registry with credentials, provision.plan.push) the call carries them as its
+  X-Registry-Auth header, so each node pulls with them (docker-py would send this machine's ~/.docker
+  credentials instead: the request is made here, the same body docker-py sends);
 - `secret.remove`: an old secret no service references (plan.services.plan_secret_cleanup); already gone is
   fine, and so is one the engine says is in use (someone referenced it since the read): it stays, the output
   says so;
@@ -17,7 +20,9 @@ provision.deploy_swarm. STATUS: see provision/commands/service.py.
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -25,6 +30,9 @@ from typing import Any
 from provision.commands.docker import LABEL_CONFIG_HASH
 from provision.commands.service import with_secret_ids
 from provision.errors import StepFailed, api_status
+from provision.imageops import registry_secret_value
+from provision.registry import RegistryAuth, auth_config
+from provision.secrets import make_redactor
 from provision.swarm_apps import rollback_state
 
 POLL = 1.0
@@ -72,14 +80,41 @@ def _resolved(api: Any, spec: Mapping[str, Any]) -> dict[str, Any]:
     return with_secret_ids(spec, _secret_ids(api, [r["SecretName"] for r in refs]))
 
 
-def create_service(ctx: Any, *, spec: Mapping[str, Any]) -> str:
+def create_service(ctx: Any, *, spec: Mapping[str, Any], auth: RegistryAuth | None = None) -> str:
     api = ctx.docker().api
+    if auth is not None:
+        return str(_post_with_auth(ctx, api, "services/create", {}, _resolved(api, spec), auth).get("ID", ""))
     return str(api.create_service(**_resolved(api, spec))["ID"])
 
 
-def update_service(ctx: Any, *, id: str, version: int, spec: Mapping[str, Any]) -> None:
+def update_service(ctx: Any, *, id: str, version: int, spec: Mapping[str, Any],
+                   auth: RegistryAuth | None = None) -> None:
     api = ctx.docker().api
+    if auth is not None:
+        _post_with_auth(ctx, api, f"services/{id}/update", {"version": version}, _resolved(api, spec), auth)
+        return
     api.update_service(id, version, **_resolved(api, spec))
+
+
+def service_body(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The ServiceSpec docker-py's create_service/update_service send for `ServiceConfig.api_kwargs` output."""
+    keys = {"name": "Name", "labels": "Labels", "task_template": "TaskTemplate", "mode": "Mode",
+            "update_config": "UpdateConfig", "rollback_config": "RollbackConfig", "endpoint_spec": "EndpointSpec"}
+    return {keys[k]: v for k, v in kwargs.items() if k in keys and v is not None}
+
+
+def _post_with_auth(ctx: Any, api: Any, path: str, query: Mapping[str, Any], kwargs: Mapping[str, Any],
+                    auth: RegistryAuth) -> dict[str, Any]:
+    config, hidden = auth_config(auth, registry_secret_value(ctx))
+    redact = make_redactor(hidden) if hidden else str
+    header = base64.urlsafe_b64encode(json.dumps(config).encode("ascii")).decode("ascii")  # docker-py's encoding
+    url = f"{api.base_url}/v{api.api_version}/{path}"
+    resp = api.post(url, params=dict(query), json=service_body(kwargs), headers={"X-Registry-Auth": header},
+                    timeout=60)
+    if resp.status_code >= 400:
+        why = redact(" ".join(resp.text.split())[:300])
+        raise StepFailed(f"{path.split('/')[0]} {path.rsplit('/', 1)[-1]} failed: HTTP {resp.status_code} {why}")
+    return resp.json() if resp.content else {}
 
 
 def running_new(tasks: Sequence[Mapping[str, Any]], config_hash: str) -> int:

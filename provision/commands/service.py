@@ -24,9 +24,14 @@ STATUS (branch swarm-services, issue 14 "Apps become services"; not merged yet):
   service's rollback=previous): provision/swarm_apps.py, phases/swarm_apps.py, e2e test_swarm_ops_simhost.py.
 - `up`/`recreate` (provision.phases.up_swarm): provision → every engine + the swarm → services, one
   connection per host; the e2e's first step is one `up` on three fresh sim hosts, and it ends with a node loss.
-- left: the proxy; release commands; pruning services (--prune); image apps from a
-  private registry rely on every host's own pull (dockyard's, with the credentials) — the service carries no
-  registry auth for a node that lacks the image.
+- registry (branch swarm-registry): with a top-level `registry:`, built apps are built once on the first host,
+  pushed from there and run as `<server>/<project>/<app>@digest` (provision.plan.push; the pin is in the config
+  hash); the service create/update of a pushed app or an image app with credentials carries them as
+  X-Registry-Auth (serviceops), so a node lacking the image pulls it. e2e: tests/e2e/test_swarm_registry_simhost.py
+  (2 sim hosts, Debian's docker-registry with htpasswd; passes, 38 s here).
+- left: the proxy; release commands; pruning services (--prune); creating
+  an ECR repository for a pushed app (it must exist); asking the registry itself whether it still has a pushed
+  tag (the first host's RepoDigests decide).
 
 Hardening parity with a standalone container (`ContainerConfig.create_argv`; tests/unit/test_service_hardening.py):
   docker create                      ServiceSpec (TaskTemplate)
@@ -134,7 +139,9 @@ class ServiceConfig:
     placement: tuple[str, ...] = ()
     secrets: tuple[SwarmSecret, ...] = ()
     routing_mesh: bool = False  # every node has IPVS (a fact): endpoint mode vip + ingress-mode published ports
-    image_pin: str = ""  # an image app: `repo@sha256:…` the first host's image came with (else its reference)
+    # an image app: `repo@sha256:…` the first host's image came with (else its reference); a built app with a
+    # registry (provision.plan.push): `<server>/<project>/<app>@sha256:…` it was pushed as (in the hash)
+    image_pin: str = ""
 
     @property
     def name(self) -> str:
@@ -166,6 +173,8 @@ class ServiceConfig:
         container = json.loads(self.container._canonical())
         doc = {"container": container, "replicas": self.replicas, "placement": list(self.placement),
                "secrets": [[s.env_name, s.name] for s in self.secrets], "v": 1}
+        if self.image_pin and not self.container.pulled:  # a built app pushed to the registry: what nodes pull
+            doc["image"] = self.image_pin
         if self.routing_mesh:  # only when set: the hash of every dnsrr service made before the choice existed stays
             doc["endpoint"] = "vip"
         return json.dumps(doc, sort_keys=True, separators=(",", ":"))

@@ -26,6 +26,7 @@ from provision.changes import Change, Step
 from provision.commands.docker import LABEL_APP, LABEL_CONFIG, LABEL_CONFIG_HASH, owner_labels
 from provision.commands.service import ServiceConfig
 from provision.ops import EngineCall, Wait, params
+from provision.registry import RegistryAuth
 
 CONVERGE_SLACK = 60.0  # seconds on top of replicas x (monitor + health wait) the rollout may take
 
@@ -134,8 +135,11 @@ def plan_secrets(desired: ServiceConfig, secrets: Iterable[str]) -> list[Change]
     return changes
 
 
-def plan_service(desired: ServiceConfig, facts: ServiceFacts | None) -> list[Change]:
-    """Create, update (config hash differs) or nothing (equal: the service is not touched)."""
+def plan_service(desired: ServiceConfig, facts: ServiceFacts | None, *, auth: RegistryAuth | None = None
+                 ) -> list[Change]:
+    """Create, update (config hash differs) or nothing (equal: the service is not touched). `auth`: the
+    registry credentials (by name) the call hands the nodes for their pulls (provision.plan.push)."""
+    with_auth = {"auth": auth} if auth is not None else {}
     app = desired.container.app
     spec = desired.api_kwargs({})  # secret ids: filled in by the executor from the secrets' names
     wait = Wait("service.converged", params(service=desired.name, config_hash=desired.config_hash,
@@ -143,14 +147,14 @@ def plan_service(desired: ServiceConfig, facts: ServiceFacts | None) -> list[Cha
                 timeout=converge_timeout(desired))
     after = desired.describe()
     if facts is None:
-        create = EngineCall("service.create", params(spec=spec))
+        create = EngineCall("service.create", params(spec=spec, **with_auth))
         return [Change(_target(app, "service"), "create", "absent", (
             Step(f"create service {desired.name} ({desired.replicas} replicas)", create),
             Step(f"wait until {desired.name} runs {desired.replicas} replicas", wait)), after=after,
             data={"config_hash": desired.config_hash[:12], "replicas": desired.replicas})]
     if facts.config_hash == desired.config_hash:
         return []
-    update = EngineCall("service.update", params(id=facts.id, version=facts.version, spec=spec))
+    update = EngineCall("service.update", params(id=facts.id, version=facts.version, spec=spec, **with_auth))
     return [Change(_target(app, "service"), "update", "config hash differs", (
         Step(f"update service {desired.name} ({desired.update_order}, rollback on failure)", update),
         Step(f"wait until every replica of {desired.name} runs the new version", wait)),
