@@ -13,16 +13,15 @@ A second `up` changes nothing. Swarm runs only inside the sim hosts; traffic fro
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.helpers import cli_env, dockyard, explain, get, json_of, remove_labelled
+from tests.e2e.helpers import cli_env, dockyard, explain, get, json_of, remove_labelled, swarm_playbook_head
 from tests.images import image_ref
-from tests.simhost import SimHost, start_simhost, stop_simhost
+from tests.simhost import SimHost, start_simhosts, stop_simhost
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]
 
@@ -76,28 +75,12 @@ def test_a_built_app_is_pushed_once_and_pulled_by_every_node(tmp_path: Path, uni
     password = f"{unique}-registry-password"
     try:
         registry = f"{start_registry(registry_name, password, tmp_path / 'registry')}:5000"
-        for i in range(2):
-            if hosts:  # one key for the environment
-                for suffix in ("", ".pub"):
-                    shutil.copy(f"{hosts[0].key_file}{suffix}", workdir / f"{unique}-node{i}_ed25519{suffix}")
-            hosts.append(start_simhost(f"{unique}-node{i}", workdir, extra_ports=(PORT,)))
-        addresses = ", ".join(f'"{h.host}:{h.port}"' for h in hosts)
+        hosts.extend(start_simhosts(unique, workdir, 2, extra_ports=(PORT,)))
         (site / "index.html").write_text(f"<h1>{unique} pushed</h1>\n")
         playbook = tmp_path / "playbooks" / "swarm.yml"
         playbook.parent.mkdir()
         playbook.write_text(f"""\
-project: {unique}
-environment: reg
-provider: existing
-host:
-  addresses: [{addresses}]
-ssh:
-  user: deploy
-  key_file: {hosts[0].key_file}
-  known_hosts: {tmp_path / 'known_hosts'}
-engine:
-  mode: swarm
-  daemon: {{insecure-registries: ["{registry}"]}}
+{swarm_playbook_head(unique, hosts, tmp_path)}  daemon: {{insecure-registries: ["{registry}"]}}
 registry:
   server: "{registry}"
   username: ci
@@ -118,7 +101,7 @@ apps:
         doc = json_of(first)
         assert all(h["failed"] == 0 for h in doc["hosts"]), explain(first)
         assert password not in first.stdout + first.stderr
-        name = f"{unique}-reg-site"
+        name = f"{unique}-swarm-site"
         spec = inspect(hosts[0], "service", name)["Spec"]
         image = spec["TaskTemplate"]["ContainerSpec"]["Image"]
         assert image.startswith(f"{registry}/{unique}/site@sha256:"), image
