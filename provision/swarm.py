@@ -21,6 +21,7 @@ from typing import Any
 from provision.changes import Change, Step
 from provision.commands import engine as cmd
 from provision.errors import StepFailed
+from provision.facts import script_sections
 
 SWARM_FACTS_SCRIPT = r"""export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 sec() { printf '\n@@%s\n' "$1"; }
@@ -70,17 +71,6 @@ class SwarmFacts:
                 "nodes": len(self.nodes)}
 
 
-def _sections(text: str) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    current: list[str] | None = None
-    for line in text.splitlines():
-        if line.startswith("@@"):
-            current = out.setdefault(line[2:].strip(), [])
-        elif current is not None and line.strip():
-            current.append(line.strip())
-    return out
-
-
 def parse_route_source(lines: list[str]) -> str | None:
     """`1.1.1.1 via 172.17.0.1 dev eth0 src 172.17.0.2 uid 0` → "172.17.0.2"; never a loopback address."""
     for line in lines:
@@ -109,7 +99,8 @@ def parse_node_list(lines: list[str]) -> tuple[NodeFacts, ...]:
 
 
 def parse_swarm_facts(text: str) -> SwarmFacts:
-    s = _sections(text)
+    # the swarm facts are read without indentation (JSON lines, `ip route`, hostname): strip both sides
+    s = {name: [line.strip() for line in lines] for name, lines in script_sections(text).items()}
     if "end" not in s:
         raise StepFailed("gathering swarm facts: the facts script did not finish (output truncated)")
     route = parse_route_source(s.get("route", []))

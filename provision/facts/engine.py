@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from provision.errors import StepFailed
+from provision.facts import script_sections
 from provision.spec import LOGIN_NAME_RE
 
 DAEMON_JSON = "/etc/docker/daemon.json"
@@ -159,17 +160,6 @@ class EngineFacts:
                 "engine_start": self.engine_start}
 
 
-def _sections(text: str) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    current: list[str] | None = None
-    for line in text.splitlines():
-        if line.startswith("@@"):
-            current = out.setdefault(line[2:].strip(), [])
-        elif current is not None and line.strip():
-            current.append(line.rstrip())
-    return out
-
-
 def _os_release(lines: list[str]) -> dict[str, str]:
     data = {}
     for line in lines:
@@ -192,7 +182,7 @@ def _first(lines: list[str] | None) -> str | None:
 
 
 def parse_engine_facts(text: str) -> EngineFacts:
-    s = _sections(text)
+    s = script_sections(text)
     if "end" not in s:
         raise StepFailed("gathering engine facts: the facts script did not finish (output truncated)")
     rel = _os_release(s.get("os-release", []))
