@@ -220,17 +220,12 @@ def repo_digests(remote: Any, ref: str) -> list[str] | None:
 
 def image_pins(remote: Any, apps: Sequence[DesiredApp]) -> dict[str, str]:
     """Per image app, the digest reference of the first host's image ("" when it has none); one inspect each."""
-    api = remote.docker().api
     pins: dict[str, str] = {}
     for d in apps:
         assert d.pulled is not None
-        try:
-            digests = api.inspect_image(d.container.build_hash or d.pulled.ref).get("RepoDigests") or []
-        except Exception as exc:
-            if api_status(exc) != 404:  # check mode, before a pull: no image yet, no pin to show
-                raise
-            digests = []
-        pins[d.name] = pinned_image(d.pulled.ref, [str(x) for x in digests])
+        # None (check mode, before a pull): no image yet, no pin to show
+        digests = repo_digests(remote, d.container.build_hash or d.pulled.ref) or []
+        pins[d.name] = pinned_image(d.pulled.ref, digests)
     return pins
 
 
