@@ -12,7 +12,7 @@ with the registry reference and pushes it, the credentials again only in the API
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from provision.errors import StepFailed
@@ -24,6 +24,16 @@ DeployContext = Any  # provision.appops.DeployContext (which imports this module
 REASON_TAIL = 300
 
 
+def follow_stream(chunks: Iterable[Any], progress: Any, doing: str) -> None:
+    """An engine pull or push stream, to its end: its error fails the step, its status lines show as progress."""
+    for chunk in chunks:
+        if isinstance(chunk, dict) and chunk.get("error"):
+            raise StepFailed(str(chunk["error"]))
+        status = chunk.get("status") if isinstance(chunk, dict) else None
+        if status:
+            progress.update(f"{doing}: {str(status)[:80]}")
+
+
 def pull_image(ctx: DeployContext, *, ref: str, app: str | None = None, auth: RegistryAuth | None = None,
                fallback: str = "", ship: Callable[..., None] | None = None) -> None:
     if app is None:
@@ -33,12 +43,8 @@ def pull_image(ctx: DeployContext, *, ref: str, app: str | None = None, auth: Re
     redact = make_redactor(hidden) if hidden else str
     try:
         with ctx.progress(f"{app}: pulling {ref} on the host") as progress:
-            for chunk in ctx.docker().api.pull(ref, stream=True, decode=True, auth_config=config):
-                if isinstance(chunk, dict) and chunk.get("error"):
-                    raise StepFailed(str(chunk["error"]))
-                status = chunk.get("status") if isinstance(chunk, dict) else None
-                if status:
-                    progress.update(f"{app}: pulling {ref}: {str(status)[:80]}")
+            follow_stream(ctx.docker().api.pull(ref, stream=True, decode=True, auth_config=config), progress,
+                          f"{app}: pulling {ref}")
     except Exception as exc:
         reason = redact(_one_line(exc))
         if fallback != "ship":
@@ -61,12 +67,8 @@ def push_image(ctx: DeployContext, *, app: str, source: str, ref: str, auth: Reg
         api.tag(source, repository, tag)
         with ctx.progress(f"{app}: pushing {ref} from the host") as progress:
             # an explicit (maybe empty) auth_config: the SDK never sends this machine's own credentials
-            for chunk in api.push(repository, tag=tag, stream=True, decode=True, auth_config=config):
-                if isinstance(chunk, dict) and chunk.get("error"):
-                    raise StepFailed(str(chunk["error"]))
-                status = chunk.get("status") if isinstance(chunk, dict) else None
-                if status:
-                    progress.update(f"{app}: pushing {ref}: {str(status)[:80]}")
+            follow_stream(api.push(repository, tag=tag, stream=True, decode=True, auth_config=config), progress,
+                          f"{app}: pushing {ref}")
     except Exception as exc:
         raise StepFailed(f"{app}: cannot push {ref} from the host: {redact(_one_line(exc))}") from None
 
